@@ -8,9 +8,16 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+# The hang guard: a bound that only turns a hang into a failure (never a
+# measure of how fast something happened). gen_test's 5 s default is
+# Tornado's, and a loaded machine (make test's stages side by side on two
+# cores) took longer than that for tests whose waits are all on events.
+HANG_GUARD = 30.0
 
-async def until(condition: Callable[[], bool], limit: float = 2.0) -> None:
-    """Yield to the loop until ``condition()`` holds; fail after ``limit`` seconds."""
+
+async def until(condition: Callable[[], bool], limit: float = HANG_GUARD) -> None:
+    """Yield to the loop until ``condition()`` holds; fail after ``limit``
+    seconds (a hang guard: how soon it holds is no part of a test)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
     while not condition():
@@ -19,23 +26,16 @@ async def until(condition: Callable[[], bool], limit: float = 2.0) -> None:
         await asyncio.sleep(0)  # one loop turn, not a timed wait
 
 
-async def until_answer(check: Callable[[], Awaitable[bool]], limit: float = 2.0) -> None:
+async def until_answer(check: Callable[[], Awaitable[bool]], limit: float = HANG_GUARD) -> None:
     """Await ``check()`` once per loop turn until it answers True (a state
     only a broker or a clock holds: an expiry by TTL); fail after ``limit``
-    seconds."""
+    seconds (a hang guard, as `until`'s)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
     while not await check():
         if loop.time() > end:
             raise AssertionError("condition not reached before the deadline")
         await asyncio.sleep(0)  # one loop turn, not a timed wait
-
-
-# A hang guard for the tests that run real protocol stacks over sockets
-# (HTTP/2, HTTP/3): gen_test's 5 s default is Tornado's, and a loaded
-# machine (make test's stages side by side on two cores) took longer than
-# that for tests whose waits are all on events. 30 s only ends a hang.
-HANG_GUARD = 30.0
 
 
 def hang_guard_for_gen_test(monkeypatch: pytest.MonkeyPatch) -> None:

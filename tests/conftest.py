@@ -12,6 +12,9 @@ imports and what its subprocesses inherit: the failure then shows in
 whichever test happens to run next (test_compat checks that no alias is
 installed). `_no_tornado_alias_left_behind` makes it fail in the test that
 left it, and undoes it so that the tests after run as they would alone.
+
+gen_test's default time limit is the hang guard (tests/_wait.py's
+HANG_GUARD), not Tornado's 5 s: a limit only turns a hang into a failure.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from tests._wait import hang_guard_for_gen_test
 
 settings.register_profile("squall", deadline=None)
 settings.load_profile("squall")
@@ -53,6 +58,17 @@ def _chromium_sharing_the_network() -> None:
 _chromium_sharing_the_network()
 
 _ALIAS_ENV = "SQUALL_TORNADO_ALIAS"  # squall.cli.TORNADO_ALIAS_ENV
+
+
+@pytest.fixture(autouse=True)
+def _gen_test_hang_guard() -> Iterator[None]:
+    # gen_test's default limit (Tornado's 5 s) is a hang guard: every test
+    # gets HANG_GUARD instead (a test of the limit itself sets its own).
+    # A MonkeyPatch of its own: the test's monkeypatch is undone before
+    # _no_tornado_alias_left_behind looks, as it was without this fixture.
+    with pytest.MonkeyPatch.context() as patch:
+        hang_guard_for_gen_test(patch)
+        yield
 
 
 @pytest.fixture(autouse=True)

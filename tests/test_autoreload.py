@@ -20,6 +20,7 @@ import squall.process
 from squall import autoreload
 from squall.ioloop import IOLoop
 from squall.testing import ExpectLog
+from tests._wait import HANG_GUARD
 
 
 class Exec(Exception):
@@ -204,7 +205,7 @@ def test_start_uses_the_wrappers_early_mtimes(
         monkeypatch.setattr(autoreload, "_reload", reloaded.set)
         autoreload.watch(str(path))
         autoreload.start(check_time=1)
-        await asyncio.wait_for(reloaded.wait(), 1)
+        await asyncio.wait_for(reloaded.wait(), HANG_GUARD)
 
     with ExpectLog("squall.general", ".*main.py modified", level=20):
         asyncio.run(run())
@@ -346,7 +347,7 @@ def run(args: list[str], cwd: Path) -> str:
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=HANG_GUARD,
         env={k: v for k, v in os.environ.items() if k != "RELOADED"},
     )
     assert result.returncode == 0, result.stderr
@@ -393,17 +394,17 @@ def test_wrapper_restarts_after_the_broken_script_is_fixed(tmp_path: Path) -> No
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         try:
-            while "Script exited with uncaught exception" not in lines.get(timeout=5):
+            while "Script exited with uncaught exception" not in lines.get(timeout=HANG_GUARD):
                 pass
             mtime = os.stat(script).st_mtime
             script.write_text(textwrap.dedent("print('fixed')\n"))
             os.utime(script, (mtime + 5, mtime + 5))
             # stderr belongs to the reader thread; stdout is a few bytes.
-            proc.wait(timeout=5)
+            proc.wait(timeout=HANG_GUARD)
         finally:
             proc.kill()
             proc.wait()
-            reader.join(timeout=5)
+            reader.join(timeout=HANG_GUARD)
         assert proc.stdout is not None
         out = proc.stdout.read()
     assert proc.returncode == 0

@@ -21,6 +21,8 @@ from typing import Optional
 
 import pytest
 
+from tests._wait import HANG_GUARD
+
 ROOT = Path(__file__).resolve().parent.parent
 LAB_DIR = ROOT / "benchmarks" / "cluster"
 
@@ -216,7 +218,7 @@ def test_sigterm_tears_everything_down(second: Optional[int]) -> None:
         driver.stdout.close()
     assert made["netns"] not in _netns()
     assert made["bridge"] not in _links()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG_GUARD  # a hang guard
     while _alive(made["child"]) and time.monotonic() < deadline:
         time.sleep(0.01)  # a killed process's exit is reaped by init: bounded wait
     assert not _alive(made["child"])

@@ -23,6 +23,7 @@ import squall
 import squall.compat
 from squall import autoreload
 from squall.log import access_log, app_log, gen_log
+from tests._wait import HANG_GUARD
 
 HELLO = Path(__file__).parent / "data" / "compat" / "hello.py"
 
@@ -406,27 +407,27 @@ def test_unmodified_tornado_hello_world() -> None:
     ) as proc:
         lines, reader = read_lines(proc)
         try:
-            first = lines.get(timeout=5)
+            first = lines.get(timeout=HANG_GUARD)
             assert first.startswith("listening on "), first
             base = f"http://127.0.0.1:{int(first.split()[2])}"
-            with urllib.request.urlopen(base + "/", timeout=5) as response:
+            with urllib.request.urlopen(base + "/", timeout=HANG_GUARD) as response:
                 assert response.read() == b"Hello, world"
-            with urllib.request.urlopen(base + "/info", timeout=5) as response:
+            with urllib.request.urlopen(base + "/info", timeout=HANG_GUARD) as response:
                 info = json.loads(response.read())
             assert info["version"] == "6.6.1" and info["is_handler"] is True
             assert len(info["version_info"]) == 4
-            with urllib.request.urlopen(base + "/stop", data=b"", timeout=5) as response:
+            with urllib.request.urlopen(base + "/stop", data=b"", timeout=HANG_GUARD) as response:
                 assert response.read() == b"bye"
             # stdout belongs to the reader thread: only wait here.
-            proc.wait(timeout=5)
+            proc.wait(timeout=HANG_GUARD)
         finally:
             proc.kill()
             proc.wait()
-            reader.join(timeout=5)
+            reader.join(timeout=HANG_GUARD)
         assert proc.stderr is not None
         err = proc.stderr.read()
     assert proc.returncode == 0, err
-    access = [lines.get(timeout=1) for _ in range(3)]
+    access = [lines.get(timeout=HANG_GUARD) for _ in range(3)]
     assert access[0].startswith("ACCESS 200 GET / (127.0.0.1)")
     assert access[1].startswith("ACCESS 200 GET /info")
     assert access[2].startswith("ACCESS 200 POST /stop")
@@ -448,7 +449,7 @@ def test_reload_comes_back_through_the_runner(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=HANG_GUARD,
         env=env,
     )
     assert result.returncode == 0, result.stderr
@@ -475,7 +476,7 @@ def test_tornado_autoreload_wrapper_under_the_runner(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=HANG_GUARD,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ok ['a']\n"

@@ -25,10 +25,11 @@ from squall.concurrent import (
     is_future,
     run_on_executor,
 )
+from tests._wait import HANG_GUARD
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 5))
+    return asyncio.run(asyncio.wait_for(coro, HANG_GUARD))
 
 
 def test_future_is_asyncio_future() -> None:

@@ -30,6 +30,7 @@ from squall.escape import (
     xhtml_escape,
     xhtml_unescape,
 )
+from tests._wait import HANG_GUARD
 
 # --- str / bytes -------------------------------------------------------------
 
@@ -264,7 +265,7 @@ def test_json_encode_from_threads_at_once() -> None:
     start = threading.Barrier(4)
 
     def work() -> None:
-        start.wait(timeout=5)
+        start.wait(timeout=HANG_GUARD)
         try:
             for _ in range(200):
                 results.append(json_encode(shared))
@@ -275,7 +276,7 @@ def test_json_encode_from_threads_at_once() -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=10)
+        t.join(timeout=HANG_GUARD)
     assert not errors
     assert results == [expected] * 800
 

@@ -30,7 +30,7 @@ from squall.ioloop import IOLoop
 from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler, stream_request_body
 
-from ._wait import until
+from ._wait import HANG_GUARD, until
 
 _Resolver = list["weakref.ReferenceType[asyncio.Future[None]]"]
 
@@ -123,7 +123,7 @@ def test_a_handler_waiting_on_a_weakly_held_future_survives_the_collector(
             server.stop()
             await server.close_all_connections()
 
-    asyncio.run(asyncio.wait_for(main(), 10))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
 
 
 def test_a_coroutine_a_callback_returns_survives_the_collector() -> None:
@@ -139,7 +139,7 @@ def test_a_coroutine_a_callback_returns_survives_the_collector() -> None:
         await _collect_and_resolve(resolvers)
         await until(lambda: bool(finished))
 
-    asyncio.run(asyncio.wait_for(main(), 10))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
 
 
 def test_convert_yielded_holds_the_task_it_makes_until_it_ends() -> None:
@@ -160,4 +160,4 @@ def test_convert_yielded_holds_the_task_it_makes_until_it_ends() -> None:
         assert await kept == "done"
         assert kept not in IOLoop._pending_tasks
 
-    asyncio.run(asyncio.wait_for(main(), 10))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))

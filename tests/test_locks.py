@@ -11,13 +11,14 @@ import pytest
 
 from squall import locks
 from squall.ioloop import IOLoop
+from tests._wait import HANG_GUARD
 
 from ._clock import LoopClock
 
 _T = TypeVar("_T")
 
 # Waits on futures are bounded so that a bug fails the test instead of hanging.
-LIMIT = 2.0
+LIMIT = HANG_GUARD  # a hang guard, not a measure of speed
 
 
 def run(test: Callable[[], Coroutine[Any, Any, _T]]) -> _T:

@@ -25,6 +25,7 @@ from squall.platform.asyncio import (
     to_asyncio_future,
     to_tornado_future,
 )
+from tests._wait import HANG_GUARD
 
 
 def test_asyncio_main_loop_wraps_running_loop() -> None:
@@ -197,7 +198,7 @@ def test_selector_thread_reader_and_writer(wrapped: AddThreadSelectorEventLoop) 
 
         wrapped.add_writer(a, on_write)
         wrapped.add_reader(a.fileno(), on_read, "r:")
-        wrapped.run_until_complete(asyncio.wait_for(done, 5))
+        wrapped.run_until_complete(asyncio.wait_for(done, HANG_GUARD))
         assert events == ["w", "r:hi"]
         assert not wrapped.remove_reader(a)
         assert not wrapped.remove_writer(a)
@@ -223,7 +224,7 @@ def test_selector_thread_keeps_registration_context(wrapped: AddThreadSelectorEv
             wrapped.add_writer(a, on_write)
         finally:
             _CTX.reset(token)
-        assert wrapped.run_until_complete(asyncio.wait_for(seen, 5)) == "registered"
+        assert wrapped.run_until_complete(asyncio.wait_for(seen, HANG_GUARD)) == "registered"
     finally:
         a.close()
         b.close()
@@ -243,7 +244,7 @@ def test_selector_thread_callback_error_logged(
 
         wrapped.add_writer(a, on_write)
         with caplog.at_level(logging.ERROR, logger="squall.application"):
-            wrapped.run_until_complete(asyncio.wait_for(done, 5))
+            wrapped.run_until_complete(asyncio.wait_for(done, HANG_GUARD))
         assert "selector callback" in caplog.text
     finally:
         a.close()
@@ -321,7 +322,7 @@ def test_selector_thread_closed_fd_reports_ready() -> None:
         fd = a.fileno()
         selector.add_reader(fd, on_read)
         a.close()  # select() now fails with EBADF; the handler is told
-        aloop.run_until_complete(asyncio.wait_for(ready, 5))
+        aloop.run_until_complete(asyncio.wait_for(ready, HANG_GUARD))
         assert ready.done()
     finally:
         selector.close()

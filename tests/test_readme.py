@@ -13,6 +13,7 @@ from squall.httpserver import HTTPServer
 from squall.testclient import TestClient
 from squall.testing import bind_unused_port
 from squall.websocket import websocket_connect
+from tests._wait import HANG_GUARD
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -46,7 +47,7 @@ def _check(program: str) -> None:
             return connection
 
         try:
-            await asyncio.wait_for(checks["test_echo"](ws_connect), 10)
+            await asyncio.wait_for(checks["test_echo"](ws_connect), HANG_GUARD)
         finally:
             for connection in opened:
                 connection.close()

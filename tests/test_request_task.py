@@ -16,6 +16,7 @@ from typing import Any, Optional
 import pytest
 
 from squall._request_task import start
+from tests._wait import HANG_GUARD
 
 EAGER = sys.version_info >= (3, 12)
 
@@ -47,10 +48,10 @@ def _from_callbacks(*apps: Callable[[], Coroutine[Any, Any, None]]) -> list[asyn
                     done.set_result(None)
 
             loop.call_soon(step)
-            await asyncio.wait_for(done, 5)
+            await asyncio.wait_for(done, HANG_GUARD)
         pending = [task for task in tasks if task is not None]
         if pending:
-            await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 5)
+            await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), HANG_GUARD)
 
     asyncio.run(main())
     return [task for task in tasks if task is not None]

@@ -52,6 +52,15 @@ def test_a_lab_change_waits_for_a_browser_holding_the_lock(
     # loads a page, which made the second, unheld change below wait too.
     monkeypatch.setattr(netlab, "ROOT_NETNS_LOCK", str(tmp_path / "root-netns.lock"))
     monkeypatch.setattr(netlab, "ROOT_NETNS_WAIT", 0.3)
+    # The lab's waits for the lock, counted (each still made).
+    waits: list[float] = []
+    sleep = time.sleep
+
+    def counted(seconds: float) -> None:
+        waits.append(seconds)
+        sleep(seconds)
+
+    monkeypatch.setattr(netlab.time, "sleep", counted)
     fd = os.open(netlab.ROOT_NETNS_LOCK, os.O_CREAT | os.O_RDWR, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -59,11 +68,19 @@ def test_a_lab_change_waits_for_a_browser_holding_the_lock(
         with netlab.changing_root_namespace():
             waited = time.monotonic() - start
         assert waited >= 0.3
+        assert waits
     finally:
         os.close(fd)
-    start = time.monotonic()
+    # Nobody holds it now: the lab takes it alone without waiting.
+    del waits[:]
     with netlab.changing_root_namespace():
-        assert time.monotonic() - start < 0.3
+        assert waits == []
+        other = os.open(netlab.ROOT_NETNS_LOCK, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
 
 
 @pytest.mark.skipif(shutil.which("flock") is None, reason="flock (util-linux) is not installed")

@@ -18,6 +18,7 @@ from squall.netutil import Resolver, bind_sockets
 from squall.tcpclient import _INITIAL_CONNECT_TIMEOUT, TCPClient, _Connector, _format_addr
 from squall.tcpserver import TCPServer
 from tests._paths import CERTS
+from tests._wait import HANG_GUARD
 
 _T = TypeVar("_T")
 
@@ -25,7 +26,7 @@ CERTFILE = str(CERTS / "test.crt")
 KEYFILE = str(CERTS / "test.key")
 
 # Every wait is bounded so that a bug fails the test instead of hanging it.
-LIMIT = 5.0
+LIMIT = HANG_GUARD  # a hang guard, not a measure of speed
 
 # Stand-ins for two address families, so the race is tested without IPv6.
 FAM_A, FAM_B = 101, 102

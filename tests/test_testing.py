@@ -34,6 +34,7 @@ from squall.testing import (
     get_async_test_timeout,
     setup_with_context_manager,
 )
+from tests._wait import HANG_GUARD
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -271,7 +272,7 @@ def test_wait_timeouts() -> None:
             self.io_loop.add_callback(self.stop)
             self.wait(timeout=0.05)
             self.io_loop.call_later(0.07, self.stop)
-            self.wait(timeout=1)
+            self.wait(timeout=HANG_GUARD)
 
     result = run_case(Case("test"))
     assert result.wasSuccessful(), errors_of(result)
@@ -328,7 +329,7 @@ def test_gen_test_runs_generators_and_coroutines() -> None:
             await gen.moment
             seen.append("native")
 
-        @gen_test(timeout=1)
+        @gen_test(timeout=30)
         def test_args(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, None]:
             yield gen.moment
             seen.append((args, kwargs))

@@ -11,6 +11,7 @@ from squall.httpserver import HTTPServer
 from squall.ioloop import IOLoop
 from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler
+from tests._wait import HANG_GUARD
 
 uvloop = pytest.importorskip("uvloop")
 
@@ -28,7 +29,7 @@ def test_ioloop_timers_on_uvloop() -> None:
         cancelled = io_loop.call_later(0, fired.append, "cancelled")
         io_loop.remove_timeout(cancelled)
         io_loop.add_timeout(io_loop.time(), lambda: (fired.append("kept"), done.set()))
-        await asyncio.wait_for(done.wait(), 5)
+        await asyncio.wait_for(done.wait(), HANG_GUARD)
         return fired
 
     loop = uvloop.new_event_loop()
@@ -64,7 +65,7 @@ def test_server_and_client_on_uvloop() -> None:
 
     loop = uvloop.new_event_loop()
     try:
-        assert loop.run_until_complete(asyncio.wait_for(main(), 5)) == b"Hello, world"
+        assert loop.run_until_complete(asyncio.wait_for(main(), HANG_GUARD)) == b"Hello, world"
     finally:
         loop.close()
 
@@ -100,7 +101,7 @@ def test_https_handshakes_in_parallel_on_uvloop() -> None:
 
     loop = uvloop.new_event_loop()
     try:
-        answers = loop.run_until_complete(asyncio.wait_for(main(), 10))
+        answers = loop.run_until_complete(asyncio.wait_for(main(), HANG_GUARD))
     finally:
         loop.close()
     assert len(answers) == 8

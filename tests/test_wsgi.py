@@ -21,6 +21,7 @@ from squall.simple_httpclient import HTTPStreamClosedError
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
 from squall.web import Application, FallbackHandler, RequestHandler
 from squall.wsgi import WSGIContainer
+from tests._wait import HANG_GUARD
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Callable[[bytes], None]]
@@ -447,7 +448,7 @@ class PlainServerTest(AsyncHTTPTestCase):
             await stream.write(b"GET / HTTP/1.0\r\n\r\n")
             return await stream.read_until_close()
 
-        data = self.io_loop.run_sync(raw, timeout=2)
+        data = self.io_loop.run_sync(raw, timeout=HANG_GUARD)
         assert data.startswith(b"HTTP/1.1 201 Created\r\n")
         assert data.endswith(b"\r\n\r\nwritten-iterable")
 

@@ -17,6 +17,7 @@ from squall.httpclient import HTTPResponse
 from squall.httpserver import HTTPServer
 from squall.simple_httpclient import SimpleAsyncHTTPClient
 from squall.testing import bind_unused_port
+from tests._wait import HANG_GUARD
 from tests.test_resources import nothing_left_open
 
 
@@ -118,7 +119,7 @@ def test_teardown_of_a_fixture_with_a_websocket_left_open() -> None:
     with nothing_left_open(pending_tasks_allowed=True):
         loop = asyncio.new_event_loop()
         try:
-            loop.run_until_complete(asyncio.wait_for(main(), 5))
+            loop.run_until_complete(asyncio.wait_for(main(), HANG_GUARD))
         finally:
             loop.close()
 
@@ -158,6 +159,6 @@ def test_teardown_while_a_websocket_open_is_still_pending() -> None:
     with nothing_left_open():
         loop = asyncio.new_event_loop()
         try:
-            loop.run_until_complete(asyncio.wait_for(main(), 5))
+            loop.run_until_complete(asyncio.wait_for(main(), HANG_GUARD))
         finally:
             loop.close()

@@ -212,7 +212,7 @@ def test_application_under_uvicorn(caplog: pytest.LogCaptureFixture) -> None:
         assert started == ["up", "down"]
 
     with caplog.at_level(logging.ERROR):
-        run(main(), timeout=10)
+        run(main())
     assert "handler failure" in caplog.text
 
 
@@ -223,7 +223,7 @@ def test_application_under_squalls_own_asgi_server(caplog: pytest.LogCaptureFixt
             await exercise(port)
 
     with caplog.at_level(logging.ERROR):
-        run(main(), timeout=10)
+        run(main())
     assert "handler failure" in caplog.text
 
 

@@ -15,6 +15,7 @@ from squall.asgi import ASGIAdapter, ASGIProtocolError
 from squall.asgi._types import address_tuple, split_target
 from squall.httputil import HTTPHeaders, HTTPOutputError, ResponseStartLine
 
+from .._wait import HANG_GUARD
 from ._helpers import RawClient, request, run, serving
 
 
@@ -205,7 +206,7 @@ def test_websocket_message_errors_and_inbox_back_pressure(
     assert errors[4] == "count=40"
 
 
-async def _until(condition: Any, limit: float = 2.0) -> None:
+async def _until(condition: Any, limit: float = HANG_GUARD) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
     while not condition():

@@ -16,7 +16,7 @@ from squall.asgi._types import split_target
 from squall.httputil import HTTPHeaders, RequestStartLine
 from squall.testing import ExpectLog
 
-from ._helpers import RawClient, request, run, serving
+from ._helpers import RawClient, request, run, serving, until
 
 
 async def plain(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -128,10 +128,7 @@ def test_tasks_hold_requests_in_progress_only() -> None:
             assert held == [sys.version_info < (3, 12)]
             client = await RawClient.connect(port)
             await client.send(b"GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 2.0
-            while len(inside) < 2 and loop.time() < end:
-                await asyncio.sleep(0)
+            await until(lambda: len(inside) >= 2)
             assert len(tasks) == 1 and inside[1] in tasks
             release.set()
             status, _, body = await client.response()

@@ -22,6 +22,7 @@ import h2.events  # noqa: E402
 from squall.asgi import ASGIServerDelegate  # noqa: E402
 from squall.httpserver import HTTPServer  # noqa: E402
 from tests._paths import CERTS
+from tests._wait import HANG_GUARD  # noqa: E402
 
 from ..h2._client import RawH2  # noqa: E402
 from ._helpers import run, until  # noqa: E402
@@ -234,7 +235,7 @@ def test_request_body_back_pressure_holds_the_stream_window() -> None:
             client = await RawH2.connect(port)
             try:
                 sid = client.request("/up", method="POST", end=False)
-                await asyncio.wait_for(started.wait(), 2)
+                await asyncio.wait_for(started.wait(), HANG_GUARD)
                 sent = 0
                 # Send whatever the windows allow, reading the server's
                 # WINDOW_UPDATEs, until it grants no more: the body is held

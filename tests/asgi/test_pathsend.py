@@ -215,7 +215,7 @@ def test_a_client_that_stops_reading_is_cut_off_after_write_timeout(
             await client.head()
             await counted.blocked.wait()
             # The client reads nothing more: the server gives up, no hang.
-            await until(lambda: not server._connections and not delegate.tasks, limit=3.0)
+            await until(lambda: not server._connections and not delegate.tasks)
             assert len(seen) == 1 and isinstance(seen[0], ClientDisconnected)
             await client.close()
         finally:

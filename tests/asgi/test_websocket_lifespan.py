@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from squall.asgi import ASGIProtocolError, ASGIServerDelegate, ClientDisconnected, LifespanFailure
+from tests._wait import HANG_GUARD
 
 from ._helpers import request, run, serving
 
@@ -214,8 +215,8 @@ def test_the_server_failing_the_websocket_tells_the_app_its_code(frame: bytes, c
             async with connect(f"ws://127.0.0.1:{port}/") as ws:
                 ws.transport.write(frame)
                 with pytest.raises(ConnectionClosed) as info:
-                    await asyncio.wait_for(ws.recv(), 5.0)
-            message = await asyncio.wait_for(got, 5.0)
+                    await asyncio.wait_for(ws.recv(), HANG_GUARD)
+            message = await asyncio.wait_for(got, HANG_GUARD)
         sent = info.value.rcvd
         assert sent is not None and sent.code == code
         assert message == {"type": "websocket.disconnect", "code": code, "reason": sent.reason}

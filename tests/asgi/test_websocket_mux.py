@@ -23,6 +23,7 @@ import pytest
 from squall.asgi import ASGIServerDelegate
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test
 from tests._chromium import end as end_browser
+from tests._wait import HANG_GUARD
 
 try:
     import h2.settings
@@ -41,7 +42,7 @@ except ImportError:  # the http3 extra is not installed
     Setting = None  # type: ignore[assignment,misc]
     H3TestCase = AsyncHTTPTestCase  # type: ignore[assignment,misc]
 
-DEADLINE = 5.0
+DEADLINE = HANG_GUARD  # a hang guard, not a measure of speed
 MAX_MESSAGE = 4096
 FLOOD = 8  # messages of 64 KiB: 512 KiB, more than the windows and marks hold
 
@@ -343,7 +344,7 @@ class _Tests:
     @gen_test
     async def test_drain_closes_with_1001(self) -> None:
         c, sid = await self.open_ws()
-        drained = asyncio.ensure_future(self.http_server.drain(timeout=10, idle_grace=0.0))
+        drained = asyncio.ensure_future(self.http_server.drain(timeout=HANG_GUARD, idle_grace=0.0))
         assert await c.message(sid) == (0x8, close_payload(1001, b"server shutting down"))
         code = await self.answer_drain(c, sid)
         assert await asyncio.wait_for(drained, DEADLINE) is True

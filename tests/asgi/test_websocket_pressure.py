@@ -83,4 +83,4 @@ def test_a_client_that_does_not_read_holds_the_sender() -> None:
         # (one handed to the transport, one in the stream's buffer) at most.
         assert max(buffered) <= 64 * 1024 + 2 * (MESSAGE + 16)
 
-    run(main(), timeout=20)
+    run(main())

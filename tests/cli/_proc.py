@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from tests._wait import HANG_GUARD
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -63,7 +65,7 @@ class Squall:
             self.lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
         self.lines.put(None)
 
-    def expect(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+    def expect(self, pattern: str, timeout: float = HANG_GUARD) -> re.Match[str]:
         """The first line not matched before that matches ``pattern`` (a regex).
 
         Lines already read are searched first, so that the order of
@@ -103,7 +105,7 @@ class Squall:
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 
-    def wait(self, timeout: float = 15.0) -> int:
+    def wait(self, timeout: float = HANG_GUARD) -> int:
         code = self.proc.wait(timeout)
         self._thread.join(timeout)
         # Keep what was logged for failure messages.
@@ -132,7 +134,9 @@ class Squall:
         self.close()
 
 
-def get(address: tuple[str, int], path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
+def get(
+    address: tuple[str, int], path: str = "/", timeout: float = HANG_GUARD
+) -> tuple[int, bytes]:
     """One request on a new connection."""
     conn = http.client.HTTPConnection(*address, timeout=timeout)
     try:
@@ -194,13 +198,13 @@ class Load:
             thread.start()
         self._first.wait(10)
 
-    def wait_ok(self, count: int, timeout: float = 10.0) -> None:
+    def wait_ok(self, count: int, timeout: float = HANG_GUARD) -> None:
         """Wait until ``count`` responses in all (or a failure)."""
         with self._lock:
             if not self._lock.wait_for(lambda: self.ok >= count or self.failures, timeout):
                 raise AssertionError(f"only {self.ok} responses of {count} in {timeout}s")
 
-    def wait_all_in_flight(self, timeout: float = 10.0) -> None:
+    def wait_all_in_flight(self, timeout: float = HANG_GUARD) -> None:
         """Wait until every client has a request sent and unanswered."""
         with self._lock:
             if not self._lock.wait_for(lambda: self.in_flight == self.clients, timeout):
@@ -213,7 +217,7 @@ class Load:
 
     def _connect(self) -> Optional[socket.socket]:
         try:
-            return socket.create_connection(self.address, timeout=10)
+            return socket.create_connection(self.address, timeout=HANG_GUARD)
         except ConnectionRefusedError:
             return None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._wait import HANG_GUARD
 from tests.server.test_reload_ssl import der, make_cert
 
 from ._proc import Squall
@@ -27,7 +28,7 @@ def presented(address: tuple[str, int]) -> bytes:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(address, timeout=5) as raw:
+    with socket.create_connection(address, timeout=HANG_GUARD) as raw:
         with ctx.wrap_socket(raw) as tls:
             cert = tls.getpeercert(binary_form=True)
     assert cert is not None

@@ -15,7 +15,7 @@ from squall.testing import bind_unused_port
 from squall.web import Application, RequestHandler
 from squall.websocket import WebSocketHandler, websocket_connect
 from tests._clock import LoopClock
-from tests._wait import until
+from tests._wait import HANG_GUARD, until
 
 from ._proc import Load, Squall
 
@@ -78,9 +78,9 @@ async def request(reader: Reader, writer: Writer, path: str) -> tuple[bytes, byt
 
 
 def run(body: Callable[[], Awaitable[None]], advanced: float = 0.0) -> None:
-    """Run ``body`` with a 5 s deadline, plus the time it moves the clock by
+    """Run ``body`` with the hang guard, plus the time it moves the clock by
     (the deadline is on the loop's clock, which `LoopClock` moves too)."""
-    asyncio.run(asyncio.wait_for(body(), 5 + advanced))
+    asyncio.run(asyncio.wait_for(body(), HANG_GUARD + advanced))
 
 
 # Timeouts of the tests that move the server's clock past them (tests/_clock.py):
@@ -102,7 +102,7 @@ def test_drain_closes_busy_connections_after_their_response() -> None:
         busy_w.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         await state.started.wait()
 
-        drain = asyncio.ensure_future(server.drain(timeout=3))
+        drain = asyncio.ensure_future(server.drain(timeout=HANG_GUARD))
         await until(lambda: not server._servers)
         # New connections are refused: the listener is closed.
         with pytest.raises(OSError):
@@ -129,7 +129,11 @@ def test_drain_answers_an_idle_connections_next_request_with_close() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         head, data = await request(reader, writer, "/fast")
         assert data == b"fast" and b"Connection: close" not in head
-        drain = asyncio.ensure_future(server.drain(timeout=3, idle_grace=3))
+        # A grace and a deadline past the hang guard: only the connection's
+        # end can end the drain within the test.
+        drain = asyncio.ensure_future(
+            server.drain(timeout=10 * HANG_GUARD, idle_grace=10 * HANG_GUARD)
+        )
         (conn,) = server._connections
         await until(lambda: conn._params is server._table.drain_params)  # told to drain
         assert not drain.done()
@@ -154,7 +158,7 @@ def test_drain_closes_a_connection_idle_through_the_grace() -> None:
         # A connection that has not sent its first request is idle too.
         fresh_r, fresh_w = await asyncio.open_connection("127.0.0.1", port)
         await until(lambda: len(server._connections) == 2)
-        assert await server.drain(timeout=3, idle_grace=0.05) is True
+        assert await server.drain(timeout=HANG_GUARD, idle_grace=0.05) is True
         assert await reader.read() == b""
         assert await fresh_r.read() == b""
         assert not server._connections
@@ -172,7 +176,7 @@ def test_drain_aborts_what_is_left_at_the_deadline() -> None:
         writer.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         await state.started.wait()
         # /slow waits for a release that never comes: drain returns only
-        # because its deadline passed (else run()'s 5 s limit fails the test).
+        # because its deadline passed (else run()'s hang guard fails the test).
         assert await server.drain(timeout=0.05) is False
         assert not state.release.is_set()
         assert await reader.read() == b""
@@ -190,7 +194,7 @@ def test_drain_sends_going_away_to_websockets() -> None:
         await ws.write_message("hi")
         assert await ws.read_message() == "hi"
         assert len(server._detached) == 1
-        assert await server.drain(timeout=3) is True
+        assert await server.drain(timeout=HANG_GUARD) is True
         assert await ws.read_message() is None
         assert ws.close_code == 1001
         assert not server._detached
@@ -208,7 +212,7 @@ def test_a_request_arriving_during_drain_is_answered_with_close() -> None:
         await writer.drain()
         while not any(c.h1.buffered for c in server._connections):
             await asyncio.sleep(0)  # let the server read the half head
-        drain = asyncio.ensure_future(server.drain(timeout=3))
+        drain = asyncio.ensure_future(server.drain(timeout=HANG_GUARD))
         while server._table.drain_params is None or not server._servers == []:
             await asyncio.sleep(0)  # until the drain has begun
         for _ in range(3):
@@ -239,7 +243,7 @@ def test_close_all_connections_does_not_hang_on_a_client_that_stops_reading(
         # Until the 8 MB response fills the buffers.
         await until(lambda: any(c.write_paused for c in server._connections))
         server.stop()
-        await asyncio.wait_for(server.close_all_connections(), 1)
+        await asyncio.wait_for(server.close_all_connections(), HANG_GUARD)
         assert not server._connections
         sock.close()
 
@@ -333,7 +337,7 @@ def test_drain_closes_connections_served_through_handle_stream() -> None:
         server.handle_stream(IOStream(ours), ("127.0.0.1", 1))
         assert len(server._connections) == 1
         reader, writer = await asyncio.open_connection(sock=theirs)
-        assert await server.drain(timeout=2) is True
+        assert await server.drain(timeout=HANG_GUARD) is True
         assert await reader.read() == b""
         assert not server._connections
         writer.close()

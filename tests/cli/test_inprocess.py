@@ -26,6 +26,7 @@ from squall.cli._reload import Watcher
 from squall.cli._sockets import bind_all, unix_paths, unlink_unix
 from squall.cli._supervisor import Supervisor
 from squall.cli._worker import serve
+from tests._wait import HANG_GUARD
 
 from ._proc import HERE, get, get_json
 
@@ -95,28 +96,30 @@ def test_worker_recycles_after_max_requests_and_stops_on_sigterm() -> None:
     async def scenario() -> None:
         ready = asyncio.Event()
         task = asyncio.ensure_future(serve(_config(max_requests=2), sockets, _Link(ready)))
-        await asyncio.wait_for(ready.wait(), 5)
+        await asyncio.wait_for(ready.wait(), HANG_GUARD)
         for _ in range(2):
             assert (await asyncio.to_thread(get, address))[0] == 200
-        assert await asyncio.wait_for(task, 5) == 0
+        assert await asyncio.wait_for(task, HANG_GUARD) == 0
 
         # An ASGI app, with its lifespan, stopped by SIGTERM.
         more = bind_all(["127.0.0.1:0"], 16)
         ready = asyncio.Event()
         config = _config(target="sample_apps:asgi_app", root_path="/r")
         task = asyncio.ensure_future(serve(config, more, _Link(ready)))
-        await asyncio.wait_for(ready.wait(), 5)
+        await asyncio.wait_for(ready.wait(), HANG_GUARD)
         assert await asyncio.to_thread(get, more[0].getsockname(), "/x") == (
             200,
             b"asgi /r/x root=/r",
         )
         os.kill(os.getpid(), signal.SIGTERM)
-        assert await asyncio.wait_for(task, 5) == 0
+        assert await asyncio.wait_for(task, HANG_GUARD) == 0
 
     asyncio.run(scenario())
 
 
-async def _until(event: asyncio.Event, condition: Callable[[], bool], timeout: float = 15) -> None:
+async def _until(
+    event: asyncio.Event, condition: Callable[[], bool], timeout: float = HANG_GUARD
+) -> None:
     """Wait for ``condition``, re-checked each time ``event`` is set."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -163,7 +166,7 @@ def test_supervisor_restarts_rolls_scales_and_stops() -> None:
         assert supervisor.target == 2
 
         os.kill(os.getpid(), signal.SIGTERM)
-        assert await asyncio.wait_for(run, 15) == 0
+        assert await asyncio.wait_for(run, HANG_GUARD) == 0
         assert not supervisor.workers
 
     try:
@@ -248,7 +251,7 @@ def test_a_worker_started_while_stopping_is_stopped_too() -> None:
         await _until(changed, lambda: len(supervisor.ready_pids()) == 1)
         supervisor._task(supervisor._spawn())
         supervisor.stop()
-        assert await asyncio.wait_for(run, 15) == 0
+        assert await asyncio.wait_for(run, HANG_GUARD) == 0
         assert not supervisor.workers
 
     try:

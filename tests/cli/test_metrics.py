@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from .._wait import HANG_GUARD
 from ._proc import Load, Squall, get
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
@@ -70,7 +71,7 @@ def test_two_workers_metrics_match_the_load_and_health_follows_the_lifecycle() -
             assert get(address, "/items/7")[0] == 200
             assert get(address, "/nowhere")[0] == 404
         # Workers hand their counts over once a second: wait until all are in.
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + HANG_GUARD  # a hang guard
         while total(scrape(metrics_address), "squall_requests_total") < load.ok + 10:
             assert time.monotonic() < deadline, scrape(metrics_address)
         # A worker killed and replaced: its counts stay, the restart is counted.
@@ -121,7 +122,7 @@ def test_readiness_is_false_while_starting_and_while_draining(tmp_path: Path) ->
         address = squall.address()
         worker = int(squall.expect(r"Worker (\d+) ready").group(1))
         assert get(metrics_address, "/readyz")[0] == 200
-        held = http.client.HTTPConnection(*address, timeout=10)
+        held = http.client.HTTPConnection(*address, timeout=HANG_GUARD)
         held.request("GET", "/hold")
         response = held.getresponse()  # the head: the request is being served
         squall.signal(signal.SIGTERM)

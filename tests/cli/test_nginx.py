@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._wait import HANG_GUARD
+
 from ._proc import HERE, Load, Squall
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
@@ -69,7 +71,7 @@ def nginx(tmp_path: Path) -> Iterator[tuple[tuple[str, int], Path]]:
 
 
 def _get(address: tuple[str, int], path: str, headers: str = "") -> tuple[int, bytes]:
-    with socket.create_connection(address, timeout=10) as sock:
+    with socket.create_connection(address, timeout=HANG_GUARD) as sock:
         sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}\r\n".encode()
         )
@@ -105,7 +107,7 @@ def test_proxy_headers_and_websocket_through_nginx(nginx: tuple[tuple[str, int],
             assert await ws.read_message() == "through nginx"
             ws.close()
 
-        asyncio.run(asyncio.wait_for(talk(), 10))
+        asyncio.run(asyncio.wait_for(talk(), HANG_GUARD))
         squall.signal(signal.SIGTERM)
         assert squall.wait() == 0
 
@@ -135,7 +137,7 @@ def test_h2c_upgrade_does_not_pass_nginx(nginx: tuple[tuple[str, int], Path]) ->
     address, sock_path = nginx
     with Squall("sample_apps:app", "--bind", f"unix:{sock_path}", "--http2") as squall:
         squall.expect("serving")
-        with socket.create_connection(address, timeout=10) as sock:
+        with socket.create_connection(address, timeout=HANG_GUARD) as sock:
             sock.sendall(
                 b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                 b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._wait import HANG_GUARD
+
 from ._proc import Load, Squall, free_listener, get, get_json
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
@@ -220,7 +222,7 @@ def test_sigterm_closes_websockets_with_1001_ends_event_streams_and_finishes_lon
             assert response.endswith(b"slow " + str(squall.proc.pid).encode())
             writer.close()
 
-        asyncio.run(asyncio.wait_for(body(), 10))
+        asyncio.run(asyncio.wait_for(body(), HANG_GUARD))
         assert squall.wait() == 0
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._wait import HANG_GUARD
+
 from ._proc import Load, Squall, get, get_json
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
@@ -123,7 +125,9 @@ def test_a_stuck_worker_is_detected_its_stack_logged_and_replaced() -> None:
         load.start()
         blocker = threading.Thread(target=_get_quietly, args=(address, "/block"), daemon=True)
         blocker.start()
-        match = squall.expect(r"Worker (\d+) has not turned its event loop for [\d.]+s", timeout=10)
+        match = squall.expect(
+            r"Worker (\d+) has not turned its event loop for [\d.]+s", timeout=HANG_GUARD
+        )
         stuck = int(match.group(1))
         assert stuck in pids
         # faulthandler's dump, from inside the stuck worker: the blocking call.
@@ -168,7 +172,7 @@ def test_reload_waits_for_a_fix_when_the_application_does_not_start(tmp_path: Pa
         str(tmp_path),
     ) as squall:
         address = squall.address()
-        squall.expect(r"Worker \d+ could not start: Traceback.*", timeout=10)
+        squall.expect(r"Worker \d+ could not start: Traceback.*", timeout=HANG_GUARD)
         # The traceback's last line, then what the supervisor does about it.
         squall.expect(r"SyntaxError: .*; waiting for a change$")
         module.write_text("from squall.web import Application\napp = Application([])\n")

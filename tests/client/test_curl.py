@@ -8,6 +8,7 @@ import importlib
 import logging
 import socket
 import sys
+import time
 import weakref
 from typing import Any
 from unittest import mock
@@ -366,13 +367,16 @@ class CurlTest(AsyncHTTPTestCase):
     def test_many_requests_queue_for_the_handles(self) -> None:
         client = CurlAsyncHTTPClient(force_instance=True, max_clients=2)
         try:
+            began = time.monotonic()
             responses = self.io_loop.run_sync(
                 lambda: gen.multi([client.fetch(self.get_url(f"/echo?n={i}")) for i in range(6)])
             )
+            took = time.monotonic() - began
             assert [json_decode(r.body)["uri"] for r in responses] == [
                 f"/echo?n={i}" for i in range(6)
             ]
-            assert all(0 <= v < 1 for v in responses[0].time_info.values())
+            # Durations within the fetches' own, not times of day.
+            assert all(0 <= v <= took for v in responses[0].time_info.values())
         finally:
             client.close()
 

@@ -15,6 +15,7 @@ from squall.log import app_log, gen_log
 from squall.simple_httpclient import HTTPStreamClosedError, SimpleAsyncHTTPClient
 from squall.simple_httpclient._connection import ssl_context_for, tls_key
 from squall.testing import ExpectLog, gen_test
+from tests._wait import HANG_GUARD
 from tests.client._server import Reply
 from tests.client.test_simple_httpclient import ClientTestCase, hello
 
@@ -47,7 +48,7 @@ class StaleConnectionTest(ClientTestCase):
         with self.assertRaises(HTTPStreamClosedError) as cm:
             await self.fetch(url)
         self.assertEqual(cm.exception.code, 599)
-        await asyncio.wait_for(done.wait(), 2)
+        await asyncio.wait_for(done.wait(), HANG_GUARD)
         self.assertEqual((connections, requests), (1, 2))
         server.close()
         await server.wait_closed()
@@ -81,7 +82,7 @@ class StaleConnectionTest(ClientTestCase):
         with self.assertRaises((HTTPStreamClosedError, ConnectionResetError)):
             await self.fetch(url, method="POST", body_producer=producer)
         self.assertEqual(count, 1)
-        await asyncio.wait_for(done.wait(), 2)
+        await asyncio.wait_for(done.wait(), HANG_GUARD)
         server.close()
 
 

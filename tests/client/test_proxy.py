@@ -13,6 +13,7 @@ from typing import Any, Optional
 from squall.simple_httpclient import SimpleAsyncHTTPClient
 from squall.testing import AsyncTestCase, gen_test
 from tests._paths import CERTS
+from tests._wait import HANG_GUARD
 from tests.client._server import MiniServer, Reply
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -31,7 +32,7 @@ def stop_proxy(proc: subprocess.Popen[str]) -> list[str]:
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.close()
     lines = proc.stdout.read().splitlines()
-    proc.wait(timeout=5)
+    proc.wait(timeout=HANG_GUARD)
     proc.stdout.close()
     return lines
 
@@ -59,7 +60,7 @@ class ProxyTest(AsyncTestCase):
     def via(self, port: int, **extra: Any) -> dict[str, Any]:
         return dict(proxy_host="127.0.0.1", proxy_port=port, **extra)
 
-    @gen_test(timeout=10)
+    @gen_test
     async def test_http_through_proxy_absolute_form(self) -> None:
         origin = await self.origin()
         proc, port = start_proxy()
@@ -81,7 +82,7 @@ class ProxyTest(AsyncTestCase):
         # One connection to the proxy served all three requests.
         self.assertEqual(len(self.client.pool), 1)
 
-    @gen_test(timeout=10)
+    @gen_test
     async def test_https_through_connect_tunnel_with_auth(self) -> None:
         origin = await self.origin(tls=True)
         proc, port = start_proxy("user:secret")

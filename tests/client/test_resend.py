@@ -23,6 +23,7 @@ from squall.simple_httpclient import HTTPStreamClosedError
 from squall.simple_httpclient._connection import ClientConnection, peer_silent
 from squall.simple_httpclient._exchange import IDEMPOTENT_METHODS
 from squall.testing import gen_test
+from tests._wait import HANG_GUARD
 from tests.client.test_simple_httpclient import ClientTestCase
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -160,7 +161,7 @@ class ResendTestCase(ClientTestCase):
         future: asyncio.Future[HTTPResponse] = asyncio.get_running_loop().create_future()
         request: Any = _RequestProxy(HTTPRequest(url), self.client.defaults)
         self.client.fetch_impl(request, future.set_result)
-        return await asyncio.wait_for(future, 5)
+        return await asyncio.wait_for(future, HANG_GUARD)
 
 
 class StalePoolTest(ResendTestCase):
@@ -284,7 +285,7 @@ def reset_first_head(count: int, head: bytes) -> str:
 
 
 class ResetWhileWritingTest(ResendTestCase):
-    @gen_test(timeout=10)
+    @gen_test
     async def test_idempotent_request_is_sent_again_once(self) -> None:
         server = self.start(reset_first_head)
         response = await self.fetch(server.url("/put"), method="PUT", body=b"x" * BIG)
@@ -294,7 +295,7 @@ class ResetWhileWritingTest(ResendTestCase):
         # Only the second arrived whole.
         self.assertEqual([index for index, _ in server.requests], [1])
 
-    @gen_test(timeout=10)
+    @gen_test
     async def test_only_once(self) -> None:
         server = self.start(lambda count, head: "reset")
         with self.assertRaises((ConnectionResetError, BrokenPipeError)):
@@ -302,7 +303,7 @@ class ResetWhileWritingTest(ResendTestCase):
         self.assertEqual(server.heads, 2)
         self.assertEqual(server.requests, [])
 
-    @gen_test(timeout=10)
+    @gen_test
     async def test_post_is_not_sent_again(self) -> None:
         server = self.start(reset_first_head)
         with self.assertRaises((ConnectionResetError, BrokenPipeError)):
@@ -315,7 +316,7 @@ class ResetWhileWritingTest(ResendTestCase):
 
 
 class FlushTest(ResendTestCase):
-    @gen_test(timeout=10)
+    @gen_test
     async def test_flushed_reports_a_buffered_write_once_it_reaches_the_kernel(self) -> None:
         server = self.start(answer_all)
         await self.fetch(server.url("/1"))
@@ -338,7 +339,7 @@ class FlushTest(ResendTestCase):
             while received < BIG:
                 received += len(await loop.sock_recv(peer, 1 << 20))
 
-        await asyncio.gather(drain(), asyncio.wait_for(flushed.wait(), 5))
+        await asyncio.gather(drain(), asyncio.wait_for(flushed.wait(), HANG_GUARD))
         self.assertEqual(calls, [1])
         assert conn.transport is not None
         # The default limits are back.

@@ -28,6 +28,7 @@ from squall.simple_httpclient import (
 )
 from squall.testing import AsyncTestCase, ExpectLog, bind_unused_port, gen_test
 from tests._paths import CERTS
+from tests._wait import HANG_GUARD
 from tests.client._server import Handler, MiniServer, Reply
 
 
@@ -169,7 +170,7 @@ class ReuseTest(ClientTestCase):
         await self.fetch(server.url())
         for writer in server._writers:
             writer.close()
-        await asyncio.wait_for(server.closed_event.wait(), 2)
+        await asyncio.wait_for(server.closed_event.wait(), HANG_GUARD)
         response = await self.fetch(server.url("/again"))
         self.assertEqual(response.body, b"hello /again")
         self.assertEqual(server.accepted, 2)
@@ -236,7 +237,7 @@ class PoolLimitsTest(ClientTestCase):
         # The last one is closed by the idle timer; the server sees the EOF.
         while server.closed < 3:
             server.closed_event.clear()
-            await asyncio.wait_for(server.closed_event.wait(), 2)
+            await asyncio.wait_for(server.closed_event.wait(), HANG_GUARD)
         self.assertEqual(len(self.client.pool), 0)
 
 
@@ -633,7 +634,7 @@ class BodyTest(ClientTestCase):
         self.assertEqual(response.code, 403)
         self.assertEqual(called, [])
         self.assertEqual(len(self.client.pool), 0)
-        await asyncio.wait_for(done.wait(), 2)
+        await asyncio.wait_for(done.wait(), HANG_GUARD)
         srv.close()
 
     @gen_test
@@ -742,5 +743,5 @@ class TLSTest(ClientTestCase):
         with self.assertRaises(HTTPTimeoutError) as cm:
             await self.fetch(f"https://127.0.0.1:{port}/", connect_timeout=0.1, validate_cert=False)
         self.assertEqual(str(cm.exception), f"Timeout during TLS handshake with 127.0.0.1:{port}")
-        await asyncio.wait_for(done.wait(), 2)
+        await asyncio.wait_for(done.wait(), HANG_GUARD)
         srv.close()

@@ -19,6 +19,7 @@ from squall.iostream import IOStream
 from squall.tcpclient import TCPClient
 from squall.websocket import websocket_connect
 
+from .._wait import HANG_GUARD
 from ._util import load, run, start_demo, stop
 
 chat = load("chat/app.py")
@@ -73,7 +74,7 @@ class Browser:
         return data
 
 
-LIMIT_REQUEST = 3.0
+LIMIT_REQUEST = HANG_GUARD  # a bound on a request that hangs, not a measure of speed
 
 
 @asynccontextmanager
@@ -96,7 +97,7 @@ async def read_json(socket: Any) -> dict[str, Any]:
     return data
 
 
-async def wait_until(cond: Any, predicate: Any, limit: float = 2.0) -> None:
+async def wait_until(cond: Any, predicate: Any, limit: float = HANG_GUARD) -> None:
     """Waits on ``cond`` (a squall Condition) until ``predicate()`` holds."""
     deadline = IOLoop.current().time() + limit
     while not predicate():

@@ -11,6 +11,7 @@ import squall.web
 from squall.httpclient import AsyncHTTPClient
 from squall.httpserver import HTTPServer
 from squall.netutil import bind_sockets
+from tests._wait import HANG_GUARD
 
 from ._util import load, run
 
@@ -51,7 +52,7 @@ def test_crawls_every_page_under_the_prefix_once() -> None:
         http = AsyncHTTPClient(force_instance=True)
         try:
             root = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/site/"
-            result = await spider.crawl(root, concurrency=3, client=http, timeout=2)
+            result = await spider.crawl(root, concurrency=3, client=http, timeout=HANG_GUARD)
         finally:
             http.close()
             server.stop()

@@ -14,6 +14,7 @@ from squall._h1 import NEED_DATA, RemoteProtocolError, Request
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
 from squall.web import Application, RequestHandler
 
+from .._wait import HANG_GUARD
 from .conftest import client, drain, server
 
 # The first bytes of a TLS 1.2/1.3 ClientHello record: handshake (0x16),
@@ -77,11 +78,11 @@ class ClientHelloOnPlainPortTest(AsyncHTTPTestCase):
         return Application([("/", Hello)])
 
     def get_httpserver_options(self) -> dict[str, object]:
-        # A header timeout far beyond the test's deadline: an answer within
-        # the deadline can only come from the first-byte check.
-        return {"idle_connection_timeout": 60.0}
+        # A header timeout far beyond the test's hang guard: an answer before
+        # it can only come from the first-byte check.
+        return {"idle_connection_timeout": 10 * HANG_GUARD}
 
-    @gen_test(timeout=2)
+    @gen_test
     async def test_client_hello_gets_400_and_close(self) -> None:
         loop = asyncio.get_running_loop()
         sock = socket.create_connection(("127.0.0.1", self.get_http_port()))
@@ -91,7 +92,7 @@ class ClientHelloOnPlainPortTest(AsyncHTTPTestCase):
                 await loop.sock_sendall(sock, CLIENT_HELLO)
                 received = b""
                 while True:
-                    chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 1.0)
+                    chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), HANG_GUARD)
                     if not chunk:
                         break
                     received += chunk
@@ -99,7 +100,7 @@ class ClientHelloOnPlainPortTest(AsyncHTTPTestCase):
             sock.close()
         assert received.startswith(b"HTTP/1.1 400 ")
 
-    @gen_test(timeout=2)
+    @gen_test
     async def test_plain_requests_still_served(self) -> None:
         loop = asyncio.get_running_loop()
         sock = socket.create_connection(("127.0.0.1", self.get_http_port()))
@@ -110,7 +111,7 @@ class ClientHelloOnPlainPortTest(AsyncHTTPTestCase):
             await loop.sock_sendall(sock, b"T / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             received = b""
             while True:
-                chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 1.0)
+                chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), HANG_GUARD)
                 if not chunk:
                     break
                 received += chunk

@@ -30,6 +30,7 @@ from squall._h2 import ErrorCode, H2Limits  # noqa: E402
 from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
+from tests._wait import HANG_GUARD
 
 from .._clock import LoopClock  # noqa: E402
 from ._client import RawH2, http1_head  # noqa: E402
@@ -115,8 +116,8 @@ LIMITS = H2Limits(
     send_timeout=60.0,
     idle_stream_timeout=60.0,
 )
-# gen_test's deadline is on the moved clock too: the time moved, and 10 s.
-TIMED = 10 + LIMITS.send_timeout + 1
+# gen_test's deadline is on the moved clock too: the time moved, and HANG_GUARD.
+TIMED = HANG_GUARD + LIMITS.send_timeout + 1
 
 
 class AttackTest(AsyncHTTPTestCase):
@@ -299,7 +300,7 @@ class AttackTest(AsyncHTTPTestCase):
             assert r.reset is None  # not before the send timeout
             await self.clock.advance(LIMITS.send_timeout + 1)
             await client.until(lambda: r.reset is not None)
-            await asyncio.wait_for(self.state.write_failed.wait(), 2)
+            await asyncio.wait_for(self.state.write_failed.wait(), HANG_GUARD)
         assert r.reset == ErrorCode.CANCEL
         assert isinstance(self.state.write_error, StreamClosedError)
         # The connection stays usable for well-behaved streams.
@@ -345,7 +346,7 @@ class GracefulTest(AsyncHTTPTestCase):
         closing = asyncio.ensure_future(self.http_server.close_all_connections())
         await client.until_closed()
         await client.close()
-        await asyncio.wait_for(closing, 5)
+        await asyncio.wait_for(closing, HANG_GUARD)
         assert client.goaway is not None
         assert client.goaway.error_code == ErrorCode.NO_ERROR
         assert client.goaway.last_stream_id == sid
@@ -361,13 +362,13 @@ class GracefulTest(AsyncHTTPTestCase):
             b"GET /?x=1 HTTP/1.1\r\nHost: example\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n"
         )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG_GUARD)
         assert head.startswith(b"HTTP/1.1 101 ")
         writer.write(c.data_to_send())
         body = b""
         ended = False
         while not ended:
-            data = await asyncio.wait_for(reader.read(65536), 5)
+            data = await asyncio.wait_for(reader.read(65536), HANG_GUARD)
             assert data, "closed before the response"
             for ev in c.receive_data(data):
                 if isinstance(ev, h2.events.DataReceived):
@@ -390,7 +391,7 @@ class GracefulTest(AsyncHTTPTestCase):
 
 
 def test_gen_test_limits_here_are_hang_guards() -> None:
-    # tests/h2/conftest.py: a loaded machine must not decide these tests.
+    # tests/conftest.py: a loaded machine must not decide these tests.
     from squall.testing import get_async_test_timeout
 
     assert get_async_test_timeout() >= 30

@@ -18,6 +18,7 @@ from squall.httpclient import AsyncHTTPClient, HTTPClientError  # noqa: E402
 from squall.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
+from tests._wait import HANG_GUARD
 
 from .test_attacks import condition  # noqa: E402
 
@@ -232,7 +233,7 @@ class PriorKnowledgeTest(AsyncHTTPTestCase):
     @gen_test
     async def test_server_closing_fails_fetches_in_flight(self) -> None:
         future = self.http_client.fetch(self.get_url("/slow"), raise_error=False)
-        await asyncio.wait_for(self._app.settings["slow_started"].wait(), 5)
+        await asyncio.wait_for(self._app.settings["slow_started"].wait(), HANG_GUARD)
         for conn in list(self.http_server._connections):
             conn._hard_close()
         with pytest.raises(HTTPStreamClosedError):

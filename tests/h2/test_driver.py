@@ -27,6 +27,7 @@ from squall.httputil import (  # noqa: E402
 from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
+from tests._wait import HANG_GUARD
 
 from .._clock import LoopClock  # noqa: E402
 from .._first_step import ResetsItself  # noqa: E402
@@ -227,7 +228,7 @@ class CallbackTest(AsyncHTTPTestCase):
     async def test_draining_while_waiting_for_the_clients_eof(self) -> None:
         # The same wait, ended by a graceful stop (squall run's SIGTERM).
         client, proto = await self._lingering()
-        assert await self.http_server.drain(timeout=5) is True
+        assert await self.http_server.drain(timeout=HANG_GUARD) is True
         assert proto._closed and not self.http_server._connections
         await client.close()
 
@@ -455,8 +456,8 @@ class TimeoutTest(AsyncHTTPTestCase):
         assert (r.status, r.body, r.headers["content-length"]) == (200, b"", "42")
         await client.close()
 
-    # gen_test's deadline is on the moved clock too: the time moved, and 10 s.
-    @gen_test(timeout=10 + 2 * TIMEOUT)
+    # gen_test's deadline is on the moved clock too: the time moved, and HANG_GUARD.
+    @gen_test(timeout=HANG_GUARD + 2 * TIMEOUT)
     async def test_idle_connection_closed_with_goaway(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         r = await client.fetch("/bodiless")  # a round trip: the connection is served
@@ -466,7 +467,7 @@ class TimeoutTest(AsyncHTTPTestCase):
         assert client.goaway is not None and client.goaway.error_code == ErrorCode.NO_ERROR
         await client.close()
 
-    @gen_test(timeout=10 + 4 * TIMEOUT)
+    @gen_test(timeout=HANG_GUARD + 4 * TIMEOUT)
     async def test_idle_time_counts_from_the_response_not_the_read(self) -> None:
         # The handler runs inside the read that brought its request (its
         # first step is synchronous) and moves the clock 0.75 TIMEOUT on: the
@@ -492,7 +493,7 @@ class TimeoutTest(AsyncHTTPTestCase):
         assert client.goaway is not None and client.goaway.error_code == ErrorCode.NO_ERROR
         await client.close()
 
-    @gen_test(timeout=10 + 2 * TIMEOUT)
+    @gen_test(timeout=HANG_GUARD + 2 * TIMEOUT)
     async def test_body_timeout(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         with ExpectLog(
@@ -545,14 +546,14 @@ class DrainTest(AsyncHTTPTestCase):
         client = await RawH2.connect(self.get_http_port())
         sid = client.request("/slow")
         await condition(lambda: any(c.census()[1] for c in self.http_server._connections))
-        draining = asyncio.ensure_future(self.http_server.drain(timeout=5))
+        draining = asyncio.ensure_future(self.http_server.drain(timeout=HANG_GUARD))
         await client.until(lambda: client.goaway is not None)
         self.release.set()
         await client.until_closed()
         data = [f for f in client.frames() if f.stream_id == sid and f.type == 0]
         assert b"".join(f.data for f in data) == b"done"
         await client.close()
-        assert await asyncio.wait_for(draining, 5) is True
+        assert await asyncio.wait_for(draining, HANG_GUARD) is True
 
     @gen_test
     async def test_hard_close(self) -> None:
@@ -693,14 +694,14 @@ class WritePauseTest(AsyncHTTPTestCase):
     async def test_flush_waits_for_resume_writing(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         sid = client.request("/")
-        await asyncio.wait_for(self.waiting.wait(), 5)
+        await asyncio.wait_for(self.waiting.wait(), HANG_GUARD)
         (conn,) = self.http_server._connections
         conn.pause_writing()
         self.go.set()
         await condition(lambda: any(s.writers_waiting() for s in conn._streams.values()))
         assert not self.flushed.is_set()
         conn.resume_writing()
-        await asyncio.wait_for(self.flushed.wait(), 5)
+        await asyncio.wait_for(self.flushed.wait(), HANG_GUARD)
         r = client.responses[sid]
         await client.until(lambda: r.ended)
         assert r.body == b"x"
@@ -766,8 +767,8 @@ class EarlyResponseTest(AsyncHTTPTestCase):
         assert r.reset == ErrorCode.PROTOCOL_ERROR
         await client.close()
 
-    # gen_test's deadline is on the moved clock too: the time moved, and 10 s.
-    @gen_test(timeout=10 + 2 * SEND_TIMEOUT)
+    # gen_test's deadline is on the moved clock too: the time moved, and HANG_GUARD.
+    @gen_test(timeout=HANG_GUARD + 2 * SEND_TIMEOUT)
     async def test_client_that_never_reads_is_dropped(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         await client.fetch("/")

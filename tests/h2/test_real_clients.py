@@ -20,6 +20,7 @@ pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
 
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
+from tests._wait import HANG_GUARD
 
 CURL = shutil.which("curl")
 H2LOAD = shutil.which("h2load")
@@ -70,7 +71,7 @@ STATIC_JS = """window.addEventListener('load', () => {
 });"""
 
 
-async def run(*argv: str, timeout: float = 20.0) -> tuple[int, str]:
+async def run(*argv: str, timeout: float = HANG_GUARD) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -96,7 +97,7 @@ class PlainTest(AsyncHTTPTestCase):
         return {"http2": True}
 
     @NEEDS_CURL
-    @gen_test(timeout=20)
+    @gen_test
     async def test_curl_prior_knowledge(self) -> None:
         assert CURL is not None
         code, out = await run(
@@ -106,7 +107,7 @@ class PlainTest(AsyncHTTPTestCase):
         assert out == "HTTP/2.0 pk 2"
 
     @NEEDS_CURL
-    @gen_test(timeout=20)
+    @gen_test
     async def test_curl_upgrade_h2c(self) -> None:
         assert CURL is not None
         code, out = await run(
@@ -116,7 +117,7 @@ class PlainTest(AsyncHTTPTestCase):
         assert out == "HTTP/2.0 up 2"
 
     @NEEDS_CURL
-    @gen_test(timeout=20)
+    @gen_test
     async def test_curl_post_over_h2c(self) -> None:
         assert CURL is not None
         code, out = await run(
@@ -154,7 +155,7 @@ class TLSTest(AsyncHTTPSTestCase):
         return options
 
     @NEEDS_CURL
-    @gen_test(timeout=20)
+    @gen_test
     async def test_curl_alpn(self) -> None:
         assert CURL is not None
         code, out = await run(
@@ -164,7 +165,7 @@ class TLSTest(AsyncHTTPSTestCase):
         assert out == "HTTP/2.0 tls 2"
 
     @NEEDS_CURL
-    @gen_test(timeout=20)
+    @gen_test
     async def test_curl_http11_over_tls(self) -> None:
         assert CURL is not None
         code, out = await run(
@@ -204,6 +205,6 @@ class TLSTest(AsyncHTTPSTestCase):
                 "--virtual-time-budget=5000",
                 "--dump-dom",
                 self.get_url("/page"),
-                timeout=25,
+                timeout=HANG_GUARD,
             )
         assert "protocols:h2,h2,h2" in out, out[-2000:]

@@ -27,6 +27,7 @@ from aioquic.asyncio.client import connect  # noqa: E402
 from squall.testing import gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from tests._paths import CERTS  # noqa: E402
+from tests._wait import HANG_GUARD  # noqa: E402
 
 from ._client import H3Client, client_configuration  # noqa: E402
 from ._stack import NO_ZERO_LENGTH_CID, only_on  # noqa: E402
@@ -128,7 +129,7 @@ class ChromiumH3Test(H3TestCase):
                 stderr=asyncio.subprocess.DEVNULL,
             )
             try:
-                out, _ = await asyncio.wait_for(proc.communicate(), 25)
+                out, _ = await asyncio.wait_for(proc.communicate(), HANG_GUARD)
             finally:
                 if proc.returncode is None:
                     proc.kill()

@@ -92,7 +92,9 @@ class H3WebSocketTest(H3TestCase):
             r = client.responses[sid]
             await client.until(lambda: r.status != 0)
             assert r.status == 200
-            drained = asyncio.ensure_future(self.http_server.drain(timeout=10, idle_grace=0.0))
+            drained = asyncio.ensure_future(
+                self.http_server.drain(timeout=HANG_GUARD, idle_grace=0.0)
+            )
             await client.until(lambda: server_frame(r.body) is not None)
             frame = server_frame(r.body)
             assert frame is not None

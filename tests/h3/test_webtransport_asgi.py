@@ -363,7 +363,7 @@ class ASGIWebTransportTest(H3TestCase):
                 lambda: any(
                     client.wt_data(s) == (b"b" * 300_000, True) for s in client.wt_streams(session)
                 ),
-                timeout=10,
+                timeout=HANG_GUARD,
             )
 
     @gen_test

@@ -30,6 +30,7 @@ from squall.netutil import bind_sockets  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from squall.webtransport import WebTransportHandler, WebTransportStream  # noqa: E402
 from tests._chromium import end as end_browser  # noqa: E402
+from tests._wait import HANG_GUARD  # noqa: E402
 from tests.h3._stack import NO_ZERO_LENGTH_CID, only_on  # noqa: E402
 
 from ..demos._util import load  # noqa: E402
@@ -101,7 +102,7 @@ async def echo_in_chromium(delegate: HTTPServerConnectionDelegate, closing: asyn
         )
         try:
             got = await asyncio.wait_for(result, 40)
-            await asyncio.wait_for(closing.wait(), 10)
+            await asyncio.wait_for(closing.wait(), HANG_GUARD)
         finally:
             await end_browser(proc)
             page_server.stop()

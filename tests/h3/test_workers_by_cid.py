@@ -232,7 +232,7 @@ def test_rolling_restart_lets_a_download_finish() -> None:
             except ProcessLookupError:
                 raise AssertionError("\n".join(squall.seen)) from None
             try:
-                await client.until(lambda: r.ended or r.reset is not None, timeout=20)
+                await client.until(lambda: r.ended or r.reset is not None, timeout=HANG_GUARD)
             except TimeoutError:
                 raise AssertionError(
                     f"{len(r.body)} {client.terminated} " + "\n".join(squall.seen)

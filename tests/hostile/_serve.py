@@ -18,6 +18,8 @@ import pytest
 from squall.httpserver import HTTPServer
 from squall.testing import bind_unused_port
 
+from .._wait import HANG_GUARD
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is in the prebuilt extra
@@ -33,8 +35,8 @@ LOOPS = [
 ]
 
 
-def run(main: Callable[[], Coroutine[Any, Any, T]], loop: str, limit: float = 10.0) -> T:
-    """Run ``main()`` on a new loop of kind ``loop``; fail after ``limit`` seconds."""
+def run(main: Callable[[], Coroutine[Any, Any, T]], loop: str, limit: float = HANG_GUARD) -> T:
+    """Run ``main()`` on a new loop of kind ``loop``; fail after ``limit`` seconds (a hang guard)."""
     factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(asyncio.wait_for(main(), limit))

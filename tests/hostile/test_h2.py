@@ -27,6 +27,7 @@ from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from tests._clock import LoopClock  # noqa: E402
+from tests._wait import HANG_GUARD  # noqa: E402
 from tests.h2._client import RawH2, Response, http1_head  # noqa: E402
 from tests.hostile._serve import LOOPS, connect, read_response, run, serving  # noqa: E402
 
@@ -157,8 +158,8 @@ class SlowReaderTest(AsyncHTTPTestCase):
         self.clock.close()
         super().tearDown()
 
-    # The test's deadline is on the same clock: the time advanced, and 10 s.
-    @gen_test(timeout=10 + 4 * PAUSE + 2 * IDLE)
+    # The test's deadline is on the same clock: the time advanced, and HANG_GUARD.
+    @gen_test(timeout=HANG_GUARD + 4 * PAUSE + 2 * IDLE)
     async def test_response_waiting_for_window_is_not_cut_off_as_idle(self) -> None:
         total = 5 * WINDOW
         client = await RawH2.connect(

@@ -28,7 +28,7 @@ from squall._quicstack import H3Connection as StackH3Connection  # noqa: E402
 from squall.iostream import StreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, ExpectLog  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
-from tests._wait import until  # noqa: E402
+from tests._wait import HANG_GUARD, until  # noqa: E402
 from tests.h3._client import Response, client_configuration, h3_client  # noqa: E402
 from tests.h3._stack import only_on  # noqa: E402
 
@@ -79,7 +79,7 @@ def test_streams_beyond_the_credit_close_the_connection(loop: str) -> None:
                     client.request("/")
                 # The server's CONNECTION_CLOSE arrived (aioquic reports the
                 # termination itself only after its draining period).
-                await until(lambda: client._quic._close_event is not None, limit=5)
+                await until(lambda: client._quic._close_event is not None)
                 assert client._quic._close_event.error_code == 0x4  # STREAM_LIMIT_ERROR
                 # Its draining period is not waited out on the way out: it
                 # lasts 3 PTO of the round trips this client measured on a
@@ -104,7 +104,7 @@ def test_qpack_garbage_closes_the_connection(loop: str) -> None:
                     sid, encode_frame(FrameType.HEADERS, b"\xff\x10\x00\x80"), True
                 )
                 client.transmit()
-                await until(lambda: client._quic._close_event is not None, limit=5)
+                await until(lambda: client._quic._close_event is not None)
                 # QPACK_DECOMPRESSION_FAILED (RFC 9204 section 6)
                 assert client._quic._close_event.error_code == 0x200
             assert await served_ok(port)
@@ -124,11 +124,11 @@ def test_client_that_stops_reading_is_reset(loop: str) -> None:
                 # The client goes silent: nothing it receives is acknowledged.
                 client.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
                 with ExpectLog("squall.general", ".*took nothing for", level=logging.INFO):
-                    assert await asyncio.wait_for(outcome, 8) == "reset"
+                    assert await asyncio.wait_for(outcome, HANG_GUARD) == "reset"
                 client.close()
             assert await served_ok(port)
 
-    run(main, loop, limit=15)
+    run(main, loop)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -149,8 +149,8 @@ def test_handshakes_that_never_complete_are_dropped(loop: str) -> None:
                 ) as dropped:
                     # Counted as they are dropped: on a loaded machine the
                     # first may time out before the last is even read.
-                    await until(lambda: dropped.matched >= 20, limit=10)
-                    await until(lambda: not server._connections, limit=5)
+                    await until(lambda: dropped.matched >= 20)
+                    await until(lambda: not server._connections)
             finally:
                 sock.close()
             assert await served_ok(port)
@@ -193,8 +193,8 @@ def test_a_terminated_connections_state_is_freed_without_the_collector(
                     conn._handshake_timer.cancel()
                     conn._handshake_timed_out()
             del conn
-            await until(lambda: not table(endpoint), limit=5)
-            await until(lambda: all(ref() is None for ref in refs), limit=1)
+            await until(lambda: not table(endpoint))
+            await until(lambda: all(ref() is None for ref in refs))
 
     enabled = gc.isenabled()
     gc.disable()
@@ -215,7 +215,7 @@ def test_connection_kept_alive_by_pings_alone_is_closed(loop: str) -> None:
                 assert r.body == b"hello"
                 # PINGs keep QUIC's own idle timer from firing; no request
                 # comes, so the server's idle timeout closes the connection.
-                deadline = asyncio.get_running_loop().time() + 5
+                deadline = asyncio.get_running_loop().time() + HANG_GUARD  # a hang guard
                 while client._quic._close_event is None:
                     assert asyncio.get_running_loop().time() < deadline, "not closed"
                     try:
@@ -351,7 +351,7 @@ def test_settings_frame_announced_too_long_closes_the_connection(loop: str) -> N
                 h3._settings_received = False
                 client._quic.send_stream_data(sid, b"\x00" + frame + b"\x00" * 1000)
                 client.transmit()
-                await until(lambda: client._quic._close_event is not None, limit=5)
+                await until(lambda: client._quic._close_event is not None)
                 assert client._quic._close_event.error_code == 0x107  # H3_EXCESSIVE_LOAD
                 client._closed.set()
             assert await served_ok(port)
@@ -411,10 +411,10 @@ def test_handshake_timeout_close_keeps_to_the_amplification_limit(loop: str) -> 
                 for data, _ in quic.datagrams_to_send(now=time.monotonic()):
                     transport.sendto(data)
                     sent += len(data)
-                await until(lambda: len(server._connections) == 1, limit=5)
+                await until(lambda: len(server._connections) == 1)
                 (conn,) = server._connections
                 path = conn._quic._network_paths[0]
-                await until(lambda: path.bytes_sent > 0, limit=5)
+                await until(lambda: path.bytes_sent > 0)
                 assert path.bytes_received == sent and not path.is_validated
                 # The server's first flight has used all but 50 bytes of
                 # what it may send (as a longer certificate chain would).
@@ -424,7 +424,7 @@ def test_handshake_timeout_close_keeps_to_the_amplification_limit(loop: str) -> 
                 with ExpectLog(
                     "squall.general", ".*handshake .* not completed", level=logging.DEBUG
                 ):
-                    await until(lambda: not server._connections, limit=5)
+                    await until(lambda: not server._connections)
                 # What the server sent before it forgot the connection has
                 # reached the socket (loopback), and been read, a turn later.
                 await client_turns(3)
@@ -518,7 +518,7 @@ async def flood(endpoint: Any, datagrams: list[bytes], sources: Sources) -> None
         for j, data in enumerate(datagrams[i : i + 25]):
             sources.transports[(i + j) % len(sources.transports)].sendto(data)
         sent = min(i + 25, n)
-        await until(lambda: seen() - start >= sent, limit=5)  # noqa: B023
+        await until(lambda: seen() - start >= sent)  # noqa: B023
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -547,7 +547,7 @@ def test_initial_flood_answered_with_retry_not_state(loop: str) -> None:
                 # and packet state, the first one some caches): 200 would
                 # be over 20 MiB.
                 assert grown < 20 * 150 * 1024, f"{grown} bytes for 20 connections"
-                await until(lambda: sum(map(is_retry, sources.received)) == 180, limit=5)
+                await until(lambda: sum(map(is_retry, sources.received)) == 180)
                 # A legitimate client still connects, through a Retry.
                 async with h3_client(port) as client:
                     r = await client.fetch("/")
@@ -558,7 +558,7 @@ def test_initial_flood_answered_with_retry_not_state(loop: str) -> None:
                     tracemalloc.stop()
                 sources.close()
 
-    run(main, loop, limit=20)
+    run(main, loop)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -583,10 +583,10 @@ def test_initials_past_the_cap_dropped_without_state(loop: str) -> None:
                 for conn in list(endpoint.half_open):
                     conn._handshake_timer.cancel()
                     conn._handshake_timed_out()
-                await until(lambda: not endpoint.half_open and not table(endpoint), limit=5)
+                await until(lambda: not endpoint.half_open and not table(endpoint))
             assert await served_ok(port)
 
-    run(main, loop, limit=15)
+    run(main, loop)
 
 
 @only_on("aioquic", "aioquic's tokens; qh3's Retry tokens carry no time, so they never expire")
@@ -627,7 +627,7 @@ def test_retry_token_checked(loop: str, token: str) -> None:
                     )
                 quic, data = initial(token=value, dcid=dcid, port=port)
                 transport.sendto(data)
-                await until(lambda: sources.received, limit=5)
+                await until(lambda: sources.received)
                 if token == "valid":
                     assert table(endpoint) == 1 and len(endpoint.half_open) == 1
                     assert not is_retry(sources.received[0])
@@ -661,7 +661,7 @@ def test_retry_connection_id_routes_to_the_worker(loop: str) -> None:
             await sources.open(port, 1)
             try:
                 sources.transports[0].sendto(initial(port=port)[1])
-                await until(lambda: sources.received, limit=5)
+                await until(lambda: sources.received)
                 (answer,) = sources.received
                 assert is_retry(answer) and not endpoint.half_open
                 header = pull_quic_header(Buffer(data=answer), host_cid_length=8)

@@ -611,7 +611,7 @@ def test_limit_refused_before_the_work(row: Row, monkeypatch: pytest.MonkeyPatch
                 tracemalloc.stop()
         return attack, peak
 
-    attack, peak = run(main, "asyncio", limit=20)
+    attack, peak = run(main, "asyncio")
     print(
         f"{row.protocol} {row.side} {row.limit}: sent {attack.sent} B, {attack.answer}, peak {peak} B"
     )

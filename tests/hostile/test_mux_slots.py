@@ -27,6 +27,7 @@ from squall._h2 import ErrorCode, H2Limits  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 from tests._clock import LoopClock  # noqa: E402
+from tests._wait import HANG_GUARD  # noqa: E402
 from tests.h2._client import RawH2  # noqa: E402
 
 from ._serve import LOOPS, run, serving  # noqa: E402
@@ -79,7 +80,7 @@ class H2SlotsTest(AsyncHTTPTestCase):
         r = await client.fetch("/")
         assert (r.status, r.body, r.reset) == (200, b"ok", None)
 
-    @gen_test(timeout=10 + ROUNDS * 3 * BODY_TIMEOUT)
+    @gen_test(timeout=HANG_GUARD + ROUNDS * 3 * BODY_TIMEOUT)
     async def test_uploads_reset_by_the_body_timeout_give_their_slots_back(self) -> None:
         client = await RawH2.connect(self.get_http_port())
         with ExpectLog("squall.general", ".*not completed in time; reset", level=logging.INFO):

@@ -14,7 +14,7 @@ import pytest
 from squall.testing import AsyncHTTPSTestCase
 from squall.web import Application, RequestHandler
 
-from .._wait import until
+from .._wait import HANG_GUARD, until
 from ._serve import LOOPS, read_response, run, serving
 
 STALLED = 20
@@ -54,9 +54,9 @@ def test_stalled_handshakes_are_closed_after_the_header_timeout(loop: str, parti
                 assert (status, body) == (200, b"ok")
                 # Each stalled connection is closed by the server...
                 for stalled_reader, _ in stalled:
-                    assert await asyncio.wait_for(stalled_reader.read(), 3) == b""
+                    assert await asyncio.wait_for(stalled_reader.read(), HANG_GUARD) == b""
                 # ... and forgotten; the served one is kept alive.
-                await until(lambda: len(server._connections) == 1, limit=2)
+                await until(lambda: len(server._connections) == 1)
                 writer.close()
             finally:
                 for _, stalled_writer in stalled:

@@ -91,9 +91,9 @@ def test_a_client_that_stops_reading_holds_one_message_at_most(loop: str) -> Non
         async with serving(Application([("/ws", Flood)])) as (server, port):
             client = await Client.open(port, receive_buffer=65536)
             client.send("flood")
-            await until(lambda: len(server._detached) == 1, limit=2)
+            await until(lambda: len(server._detached) == 1)
             (proto,) = server._detached
-            await until(lambda: proto.write_paused, limit=5)
+            await until(lambda: proto.write_paused)
             transport = proto.transport
             high = transport.get_write_buffer_limits()[1]
             assert transport.get_write_buffer_size() <= high + MESSAGE + 16

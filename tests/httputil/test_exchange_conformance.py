@@ -37,11 +37,12 @@ from squall.httputil import (
 from squall.httputil._startline import StartLine
 from squall.iostream import IOStream, StreamClosedError
 from squall.web import Application, RequestHandler
+from tests._wait import HANG_GUARD
 
 from ..h3._stack import STACK
 from ..server._fakes import FakeTransport
 
-DEADLINE = 2.0
+DEADLINE = HANG_GUARD  # a hang guard, not a measure of speed
 
 
 class _Capture(HTTPServerConnectionDelegate):
@@ -283,7 +284,7 @@ def run_check(name: str, check: Check) -> None:
         finally:
             await harness.close()
 
-    asyncio.run(asyncio.wait_for(main(), 5))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
 
 
 def length(n: Any) -> HTTPHeaders:
@@ -724,7 +725,7 @@ def test_one_request_gets_one_answer_over_every_protocol(protocol: str, case: st
     for log, _ in saved:
         log.disabled = True
     try:
-        status = asyncio.run(asyncio.wait_for(main(), 10))
+        status = asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
     finally:
         for log, disabled in saved:
             log.disabled = disabled

@@ -13,6 +13,7 @@ import pytest
 
 from squall.iostream import BaseIOStream, IOStream, PipeIOStream, SSLIOStream
 from tests._paths import CERTS
+from tests._wait import HANG_GUARD
 from tests._wait import until as until  # shared; imported from here by tests
 
 _T = TypeVar("_T")
@@ -21,7 +22,7 @@ CERTFILE = str(CERTS / "test.crt")
 KEYFILE = str(CERTS / "test.key")
 
 # Every wait is bounded so that a bug fails the test instead of hanging it.
-LIMIT = 5.0
+LIMIT = HANG_GUARD  # a hang guard, not a measure of speed
 
 KINDS = ["tcp", "ssl", "pipe", "detached-reads", "detached-writes"]
 

@@ -22,6 +22,7 @@ from squall.iostream import (
     StreamClosedError,
     UnsatisfiableReadError,
 )
+from tests._wait import HANG_GUARD
 from tests.iostream.conftest import PairFactory, run, until
 
 
@@ -574,7 +575,7 @@ def test_write_futures_resolve_in_order(make_pair: PairFactory) -> None:
             await asyncio.gather(*futures)
             # Python 3.12+ returns from gather() on futures done already
             # before their callbacks run: wait for the callbacks themselves.
-            await asyncio.wait_for(all_done.wait(), 2.0)
+            await asyncio.wait_for(all_done.wait(), HANG_GUARD)
             assert done == list(range(20))
             assert data == b"".join(bytes([i]) * 100_000 for i in range(20))
         finally:

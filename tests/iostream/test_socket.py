@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 
 from squall.iostream import IOStream, SSLIOStream, StreamClosedError
+from tests._wait import HANG_GUARD
 from tests.iostream.conftest import (
     CERTFILE,
     KEYFILE,
@@ -216,7 +217,7 @@ def test_handler_bug_is_logged_and_closes(caplog: pytest.LogCaptureFixture) -> N
         # Data arriving with no read pending goes through _read_ahead.
         rs._read_ahead = boom  # type: ignore[method-assign]
         ws.write(b"a")
-        await asyncio.wait_for(closed, 5)
+        await asyncio.wait_for(closed, HANG_GUARD)
         assert rs.closed()
         ws.close()
 
@@ -388,7 +389,7 @@ def test_writes_sent_at_once_resolve_done_and_accept_callbacks() -> None:
         assert first.result() is None and not first.cancel()
         seen: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         first.add_done_callback(lambda f: seen.set_result(f.result() is None))
-        assert await asyncio.wait_for(seen, 5)
+        assert await asyncio.wait_for(seen, HANG_GUARD)
         assert await rs.read_until(b"\n") == b"a\n"
         assert await rs.read_until(b"\n") == b"b\n"
         rs.close()

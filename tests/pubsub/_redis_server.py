@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from tests._wait import HANG_GUARD
+
 REDIS_SERVER = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
 )
@@ -32,7 +34,9 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def start_logged(args: list[str], ready: bytes, timeout: float = 5.0) -> subprocess.Popen[bytes]:
+def start_logged(
+    args: list[str], ready: bytes, timeout: float = HANG_GUARD
+) -> subprocess.Popen[bytes]:
     """Starts a server whose log goes to its stdout; returns once a log line
     holds ``ready``. A line is printed at once, so readline() on the pipe
     waits for the server itself, not for a clock."""
@@ -74,7 +78,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 5.0) -> None:
+    def start(self, timeout: float = HANG_GUARD) -> None:
         assert REDIS_SERVER is not None
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--logfile", "", "--loglevel", "notice"]

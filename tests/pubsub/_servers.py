@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Optional, Self
 
+from tests._wait import HANG_GUARD
+
 try:  # imported as tests.pubsub._servers or run from a benchmark's path
     from ._redis_server import REDIS_SERVER, RedisServer, free_ports, start_logged, stop_logged
 except ImportError:  # pragma: no cover
@@ -55,7 +57,7 @@ NATS_SERVER = shutil.which("nats-server") or (
 )
 
 
-def _command(port: int, *args: str, timeout: float = 2.0) -> str:
+def _command(port: int, *args: str, timeout: float = HANG_GUARD) -> str:
     """One redis-cli command against 127.0.0.1:port; its output ("" on failure)."""
     assert REDIS_CLI is not None
     try:
@@ -79,7 +81,7 @@ def _fields(info: str) -> dict[str, str]:
     return out
 
 
-def wait_replicated(primary: int, key: str, timeout: float = 5.0) -> None:
+def wait_replicated(primary: int, key: str, timeout: float = HANG_GUARD) -> None:
     """Waits until ``primary``'s replica has applied everything the primary
     applied so far: a write under ``key``, then Redis' WAIT for it on the
     same connection (replication keeps order)."""
@@ -227,7 +229,7 @@ class RedisCluster(LoggedProcesses):
                     f"Redis Cluster: {what} within {timeout}s (logs in {self.workdir})"
                 )
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = HANG_GUARD) -> None:
         """Starts the nodes, makes the cluster and waits until it serves."""
         if REDIS_SERVER is None or REDIS_CLI is None:
             raise RuntimeError(
@@ -276,7 +278,7 @@ class RedisCluster(LoggedProcesses):
         """``master`` or ``slave``, as the node says ("" when it does not answer)."""
         return _fields(_command(port, "INFO", "replication")).get("role", "")
 
-    def wait_replicated(self, primary: int, key: str, timeout: float = 5.0) -> None:
+    def wait_replicated(self, primary: int, key: str, timeout: float = HANG_GUARD) -> None:
         """Waits until ``primary``'s replica has applied everything the
         primary applied so far (`wait_replicated`, with a key in the slot)."""
         wait_replicated(primary, key, timeout)
@@ -326,7 +328,7 @@ class RedisCluster(LoggedProcesses):
         """SIGCONTs a node `pause` stopped."""
         self.procs[port].send_signal(signal.SIGCONT)
 
-    def wait_failover(self, dead: int, timeout: float = 10.0) -> None:
+    def wait_failover(self, dead: int, timeout: float = HANG_GUARD) -> None:
         """Waits until the nodes still running agree on a cluster without ``dead``."""
 
         def done() -> bool:
@@ -340,7 +342,7 @@ class RedisCluster(LoggedProcesses):
 
         self._wait(f"node {dead}'s slots failed over", done, timeout)
 
-    def wait_role(self, port: int, role: str, timeout: float = 10.0) -> None:
+    def wait_role(self, port: int, role: str, timeout: float = HANG_GUARD) -> None:
         """Waits until the node on ``port`` says it is ``role`` (``master``, ``slave``)."""
         self._wait(f"node {port} a {role}", lambda: self.role(port) == role, timeout)
 
@@ -358,7 +360,7 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 5.0) -> None:
+    def start(self, timeout: float = HANG_GUARD) -> None:
         if NATS_SERVER is None:
             raise RuntimeError("nats-server is needed (apt-get install nats-server)")
         args = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port)]

@@ -22,4 +22,5 @@ async def main(url: str, channel: str, count: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2], int(sys.argv[3])), 10))
+    # A hang guard (tests/_wait.py's HANG_GUARD; this script runs outside the package).
+    asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2], int(sys.argv[3])), 30.0))

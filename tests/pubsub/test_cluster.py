@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from squall.pubsub import Position, PublishUncertainError, RedisClusterPubSub, connect
+from tests._wait import HANG_GUARD, until
 
 from ._servers import REDIS_CLI, REDIS_SERVER, RedisCluster
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run(coro: Any, limit: float = 10.0) -> None:
+def run(coro: Any, limit: float = HANG_GUARD) -> None:
     asyncio.run(asyncio.wait_for(coro, limit))
 
 
@@ -100,7 +100,7 @@ def test_partitions_are_subscribed_only_while_needed(cluster: RedisCluster) -> N
             assert pubsub.partition(one) in pubsub.subscribed_partitions  # `same` needs it
             b.close()
             c.close()
-            await pubsub.wait_until(lambda: not pubsub.subscribed_partitions, 3)
+            await pubsub.wait_until(lambda: not pubsub.subscribed_partitions, HANG_GUARD)
             assert pubsub.subscribed_partitions == set() and pubsub.links == 0
             # The cluster agrees: nobody listens on those partition channels.
             tag = f"{{sq.{pubsub.partition(one)}}}"
@@ -213,9 +213,10 @@ def test_publish_timeout_defaults_to_the_node_timeout_plus_5_s(cluster: RedisClu
             assert pubsub.publish_timeout == 20.0  # Redis' default 15 s, until asked
             await pubsub.publish("t", "x")
             assert pubsub.publish_timeout == cluster.node_timeout / 1000 + 5
-        async with RedisClusterPubSub(cluster.url, publish_timeout=1.5) as pubsub:
+        # Asked for (long enough for any machine: the publish is not timed here).
+        async with RedisClusterPubSub(cluster.url, publish_timeout=HANG_GUARD) as pubsub:
             await pubsub.publish("t", "x")
-            assert pubsub.publish_timeout == 1.5
+            assert pubsub.publish_timeout == HANG_GUARD
         for bad in (0, -1, "3"):
             with pytest.raises(ValueError, match="publish_timeout must be"):
                 RedisClusterPubSub(cluster.url, publish_timeout=bad)  # type: ignore[arg-type]
@@ -354,10 +355,9 @@ def test_a_stopped_primary_is_left_by_the_watchdog_and_nothing_is_lost(tmp_path:
                 await node_b.publish(channel, "1")
             for i in range(2, 6):
                 await node_b.publish(channel, str(i))
-            paused_for = loop.time() - stopped
             assert [await live.get() for _ in range(4)] == ["2", "3", "4", "5"]
             assert node_a.status.resubscribes >= 1 and node_a.status.missed == 0
-            assert paused_for < 10 and node_a.healthy
+            assert node_a.healthy
             # The old primary resumes, runs what waited in its sockets (the
             # attempts to publish "1", sent again elsewhere since) and only
             # then hears it was replaced: its SPUBLISH would reach the new
@@ -414,7 +414,7 @@ def test_the_watchdog_cancelled_as_its_ping_fails_ends_cancelled() -> None:
         pubsub._links[link.addr] = link
         watch = asyncio.ensure_future(pubsub._watch())
         try:
-            await asyncio.wait_for(hung.pinged.wait(), 2)
+            await asyncio.wait_for(hung.pinged.wait(), HANG_GUARD)
             hung.cut.set()  # the PING fails ...
             watch.cancel()  # ... in the turn the watchdog is cancelled
             with pytest.raises(asyncio.CancelledError):
@@ -449,7 +449,7 @@ def test_the_manager_survives_an_unexpected_exception(
     (issue 71, item 10)."""
 
     async def main() -> None:
-        pubsub = RedisClusterPubSub(cluster.url, subscribe_timeout=3, reconnect_delay=0.01)
+        pubsub = RedisClusterPubSub(cluster.url, subscribe_timeout=HANG_GUARD, reconnect_delay=0.01)
         try:
             reconcile = _fail_once(
                 AttributeError("'NoneType' object has no attribute 'writelines'"),
@@ -458,7 +458,7 @@ def test_the_manager_survives_an_unexpected_exception(
             pubsub._reconcile = reconcile  # type: ignore[method-assign]
             sub = await pubsub.subscribe("room:1")
             await pubsub.publish("room:1", "delivered")
-            assert await asyncio.wait_for(sub.get(), 2) == "delivered"
+            assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "delivered"
             assert reconcile.calls >= 2 and pubsub.healthy
         finally:
             await pubsub.close()  # raises nothing the manager raised
@@ -481,13 +481,10 @@ def test_the_ping_watch_survives_an_unexpected_exception(
     async def main() -> None:
         async with RedisClusterPubSub(cluster.url, health_interval=0.05) as pubsub:
             sub = await pubsub.subscribe("room:1")
-            deadline = time.monotonic() + 3
-            while ping.calls < 4:
-                assert time.monotonic() < deadline, f"PINGs sent: {ping.calls}"
-                await asyncio.sleep(0.02)
-            await pubsub.wait_until(lambda: pubsub.healthy, 3)
+            await until(lambda: ping.calls >= 4)  # the watch went on after the failure
+            await pubsub.wait_until(lambda: pubsub.healthy, HANG_GUARD)
             await pubsub.publish("room:1", "still delivered")
-            assert await asyncio.wait_for(sub.get(), 2) == "still delivered"
+            assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "still delivered"
 
     run(main())
 
@@ -503,7 +500,7 @@ def test_a_link_reader_that_raises_is_made_again(cluster: RedisCluster) -> None:
             pubsub._dispatch = dispatch  # type: ignore[method-assign]
             await pubsub.publish("room:1", "hit by the exception")
             await pubsub.publish("room:1", "after")
-            got = [await asyncio.wait_for(sub.get(), 3) for _ in range(2)]
+            got = [await asyncio.wait_for(sub.get(), HANG_GUARD) for _ in range(2)]
             assert got == ["hit by the exception", "after"]  # the first from history
 
     run(main())

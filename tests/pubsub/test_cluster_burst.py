@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from squall.pubsub import RedisClusterPubSub
+from tests._wait import HANG_GUARD
 
 from ._servers import REDIS_CLI, REDIS_SERVER, RedisCluster
 from .test_cluster import spread
@@ -45,7 +46,7 @@ def test_partitions_subscribed_together_are_all_confirmed(
             assert len(node.subscribed_partitions) == 24
             for channel in channels:
                 await publisher.publish(channel, f"to {channel}")
-            got = [await asyncio.wait_for(s.get(), 3.0) for s in subs]
+            got = [await asyncio.wait_for(s.get(), HANG_GUARD) for s in subs]
             assert got == [f"to {c}" for c in channels]
 
-    asyncio.run(asyncio.wait_for(main(), 15.0))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))

@@ -13,6 +13,7 @@ from squall.pubsub import Position, PublishUncertainError, RedisClusterPubSub
 from squall.pubsub import _redis_scripts as scripts
 from squall.pubsub._types import new_epoch
 from squall.resume import Reset, resume
+from tests._wait import HANG_GUARD
 
 from ._servers import REDIS_CLI, REDIS_SERVER, RedisCluster, _command
 
@@ -163,12 +164,12 @@ def test_a_failover_that_loses_writes_moves_readers_to_a_new_epoch(tmp_path: Pat
             await asyncio.to_thread(cluster.kill, owner)
             cluster.resume(replica)
             await asyncio.to_thread(cluster.wait_failover, owner)
-            await node_a.wait_until(lambda: node_a.status.resubscribes > 0, timeout=10)
+            await node_a.wait_until(lambda: node_a.status.resubscribes > 0, timeout=HANG_GUARD)
             made = [await node_b.publish(channel, text) for text in ("9", "10")]
             items: list[object] = []
             try:
                 for _ in range(3):
-                    items.append(await asyncio.wait_for(stream.next(), 10))
+                    items.append(await asyncio.wait_for(stream.next(), HANG_GUARD))
             except TimeoutError:
                 pass
             said = f"read {items}; published at {[str(p) for p in made]}; node_a {node_a.status}"
@@ -274,7 +275,7 @@ def test_a_lossy_failover_gives_no_silent_gap_and_no_second_copy(tmp_path: Path)
                     ]
             items: list[object] = []
             while len(items) < 13:
-                items.append(await asyncio.wait_for(stream.next(), 10))
+                items.append(await asyncio.wait_for(stream.next(), HANG_GUARD))
             said = f"read {items}; node_a {node_a.status}"
             assert isinstance(items[0], Reset), said
             assert [p.data for p in items[1:]] == [f"b{i}" for i in range(1, 13)], said  # type: ignore[attr-defined]
@@ -327,7 +328,7 @@ def test_a_publish_whose_reply_was_lost_in_a_lossy_failover_is_not_applied_twice
             made = [await node_b.publish(channel, f"b{i}") for i in range(1, 4)]
             items: list[object] = []
             while len(items) < 10:
-                items.append(await asyncio.wait_for(stream.next(), 10))
+                items.append(await asyncio.wait_for(stream.next(), HANG_GUARD))
             said = f"read {items}; published at {[str(p) for p in made]}"
             assert [p.data for p in items[:6]] == [*"123456"], said  # type: ignore[attr-defined]
             assert isinstance(items[6], Reset), said

@@ -11,13 +11,14 @@ import pytest
 
 from squall.pubsub import LocalPubSub, Position, Publication, PubSub, RedisPubSub, connect
 from squall.resume import Reset, resume
+from tests._wait import HANG_GUARD
 
 from ._redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
 
 Factory = Callable[..., Any]
 
 
-def run(coro: Awaitable[None], limit: float = 5.0) -> None:
+def run(coro: Awaitable[None], limit: float = HANG_GUARD) -> None:
     asyncio.run(asyncio.wait_for(coro, limit))  # type: ignore[arg-type]
 
 
@@ -284,7 +285,7 @@ def test_a_live_copy_arriving_after_the_catch_up_read_is_not_given_twice() -> No
             assert [await sub.get() for _ in range(4)] == ["1", "2", "3", "4"]
             assert sub.pending == 0 and pubsub.status.missed == 0
 
-    asyncio.run(asyncio.wait_for(main(), 2))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
 
 
 def test_a_copy_from_a_second_connection_is_dropped_and_begins_no_new_epoch() -> None:
@@ -374,7 +375,7 @@ def test_a_catch_up_read_refused_for_a_moment_is_tried_again() -> None:
             await pubsub.publish("c", "6")
             assert await sub.get() == "6" and pubsub.status.missed == 1
 
-    asyncio.run(asyncio.wait_for(main(), 3))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
 
 
 def test_a_catch_up_into_a_new_epoch_delivers_what_the_new_epoch_kept() -> None:
@@ -408,7 +409,7 @@ def test_a_catch_up_into_a_new_epoch_delivers_what_the_new_epoch_kept() -> None:
             await pubsub.publish("c", "7")
             assert await sub.get() == "7" and pubsub.status.missed == 0
 
-    asyncio.run(asyncio.wait_for(main(), 3))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
 
 
 async def reset_then(stream: Any, old: str, expected: list[tuple[str, int]]) -> str:

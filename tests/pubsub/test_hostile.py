@@ -25,6 +25,8 @@ from squall.pubsub import (
 from squall.pubsub._local import LocalPresence
 from squall.pubsub._presence import Hold
 from squall.pubsub._supervise import Backoff, Supervised
+from tests._wait import HANG_GUARD, until_answer
+from tests._wait import until as wait_until
 
 from ._redis_server import REDIS_SERVER, RedisServer
 from ._servers import NATS_SERVER, NatsServer
@@ -33,17 +35,16 @@ needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is n
 needs_nats = pytest.mark.skipif(NATS_SERVER is None, reason="nats-server is not installed")
 
 
-def run(coro: Any, limit: float = 10.0) -> None:
+def run(coro: Any, limit: float = HANG_GUARD) -> None:
     asyncio.run(asyncio.wait_for(coro, limit))
 
 
 async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Waits, a loop turn at a time, until ``condition()``; bounded by ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.01)
+    """Waits, a loop turn at a time, until ``condition()``; ``timeout`` is a hang guard."""
+    try:
+        await wait_until(condition, timeout)
+    except AssertionError:
+        raise AssertionError(f"not within {timeout}s: {what}") from None
 
 
 def fail_once(make: Callable[[], BaseException], original: Callable[..., Any]) -> Any:
@@ -94,7 +95,7 @@ def test_channel_names_are_bounded_and_checked_on_every_call() -> None:
             for name in (longest, presence_channel(longest), "a\x00b\x1f\n"):
                 sub = await pubsub.subscribe(name)
                 await pubsub.publish(name, "ok")
-                assert await asyncio.wait_for(sub.get(), 1) == "ok"
+                assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "ok"
                 sub.close()
             with pytest.raises(TypeError, match="must be a str"):
                 check_channel(b"bytes")
@@ -113,7 +114,7 @@ def test_a_lone_surrogate_in_a_message_is_refused_at_publish() -> None:
                 await pubsub.publish("c", "bad \udc80 text")
             assert (await pubsub.history("c")).publications == []
             await pubsub.publish("c", "good \u00e9")
-            assert await asyncio.wait_for(sub.get(), 1) == "good \u00e9"
+            assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "good \u00e9"
 
     run(main())
 
@@ -186,20 +187,22 @@ def test_a_cancelled_join_is_not_refreshed() -> None:
 
             pubsub.publish = stuck  # type: ignore[method-assign]
             join = asyncio.ensure_future(pubsub.join("room", "bob"))
-            await asyncio.wait_for(waiting.wait(), 1)
+            await asyncio.wait_for(waiting.wait(), HANG_GUARD)
             assert await pubsub.presence_count("room") == 1  # written before the event
             join.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await join
             # Not refreshed any more: gone within a TTL (3 heartbeats).
-            await asyncio.wait_for(_until_count(pubsub, "room", 0), 3)
+            await asyncio.wait_for(_until_count(pubsub, "room", 0), HANG_GUARD)
 
     run(main())
 
 
 async def _until_count(pubsub: PubSub, channel: str, count: int) -> None:
-    while await pubsub.presence_count(channel) != count:
-        await asyncio.sleep(0.02)
+    async def counted() -> bool:
+        return await pubsub.presence_count(channel) == count
+
+    await until_answer(counted)
 
 
 class RefusingOnce:
@@ -235,7 +238,7 @@ def test_the_presence_heartbeat_outlives_an_error_reply() -> None:
             pubsub._use_presence(store)
             await pubsub.join("room", "carol")
             # Four heartbeats (the first refused) span more than a TTL.
-            await until(lambda: store.puts >= 5, 3, "four presence refreshes")
+            await until(lambda: store.puts >= 5, HANG_GUARD, "four presence refreshes")
             assert await pubsub.presence("room") == {"carol": ""}
 
     run(main())
@@ -273,7 +276,7 @@ def test_supervised_loop_runs_again_after_any_exception_and_stop_raises_nothing(
 
         loop = Supervised("test loop", body, Backoff(0.001, 0.002))
         loop.start()
-        await asyncio.wait_for(third.wait(), 2)
+        await asyncio.wait_for(third.wait(), HANG_GUARD)
         assert loop.running and loop.failures == 2
         await loop.stop()
         assert not loop.running
@@ -305,8 +308,8 @@ def test_supervised_loop_stops_when_its_body_swallows_the_cancellation() -> None
 
         loop = Supervised("stubborn loop", body, Backoff(0.001, 0.002), lambda exc: True)
         loop.start()
-        await asyncio.wait_for(started.wait(), 1)
-        await asyncio.wait_for(loop.stop(), 3)
+        await asyncio.wait_for(started.wait(), HANG_GUARD)
+        await asyncio.wait_for(loop.stop(), HANG_GUARD)
         assert not loop.running and runs == [1] and loop.failures == 0
 
     run(main())
@@ -345,9 +348,9 @@ def test_redis_refuses_an_unencodable_channel_and_its_reader_outlives_a_reconnec
             for _ in range(5):
                 await asyncio.sleep(0)
             await kill_subscribers(redis_server.url)
-            await pubsub.wait_until(lambda: pubsub.reconnects >= 1 and pubsub.healthy, 3)
+            await pubsub.wait_until(lambda: pubsub.reconnects >= 1 and pubsub.healthy, HANG_GUARD)
             await pubsub.publish("room:1", "after")
-            assert await asyncio.wait_for(sub.get(), 2) == "after"
+            assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "after"
             # Refused before anything was sent, saying why.
             with pytest.raises(ValueError, match="lone surrogate"):
                 await bad
@@ -368,9 +371,9 @@ def test_the_redis_reader_survives_an_unexpected_exception(
             dispatch = fail_once(lambda: AttributeError("injected"), pubsub._dispatch)
             pubsub._dispatch = dispatch  # type: ignore[method-assign]
             await pubsub.publish("c", "hit by the exception")
-            await pubsub.wait_until(lambda: pubsub.reconnects >= 1 and pubsub.healthy, 3)
+            await pubsub.wait_until(lambda: pubsub.reconnects >= 1 and pubsub.healthy, HANG_GUARD)
             await pubsub.publish("c", "after")
-            got = [await asyncio.wait_for(sub.get(), 2) for _ in range(2)]
+            got = [await asyncio.wait_for(sub.get(), HANG_GUARD) for _ in range(2)]
             assert got == ["hit by the exception", "after"]
 
     with caplog.at_level(logging.ERROR, logger="squall.general"):
@@ -392,7 +395,7 @@ def test_catch_up_after_a_resubscription_reads_channels_concurrently(
             for c in channels:
                 await pubsub.publish(c, "first")
             for sub in subs:
-                assert await asyncio.wait_for(sub.get(), 2) == "first"
+                assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "first"
             read = pubsub._read
             now = {"reading": 0, "most": 0, "reads": 0}
 
@@ -407,8 +410,10 @@ def test_catch_up_after_a_resubscription_reads_channels_concurrently(
 
             pubsub._read = counted  # type: ignore[method-assign]
             await kill_subscribers(redis_server.url)
-            await pubsub.wait_until(lambda: pubsub.reconnects >= 1, 3)
-            await until(lambda: now["reads"] >= len(channels), 3, "every channel caught up")
+            await pubsub.wait_until(lambda: pubsub.reconnects >= 1, HANG_GUARD)
+            await until(
+                lambda: now["reads"] >= len(channels), HANG_GUARD, "every channel caught up"
+            )
             assert 1 < now["most"] <= CATCH_UP_READS, now
 
     run(main())
@@ -433,8 +438,11 @@ def test_redis_reconnects_are_jittered() -> None:
             f"redis://127.0.0.1:{port}/0", reconnect_delay=0.02, max_reconnect_delay=cap
         )
         try:
-            with pytest.raises(TimeoutError):
-                await pubsub.wait_connected(timeout=4)
+            # Eleven attempts, however long they take on this machine.
+            waiting = asyncio.ensure_future(pubsub.wait_connected(timeout=HANG_GUARD))
+            await until(lambda: len(accepted) >= 11, HANG_GUARD, "eleven attempts")
+            assert not waiting.done()  # each one refused
+            waiting.cancel()
         finally:
             await pubsub.close()
             server.close()
@@ -476,7 +484,7 @@ def test_a_channel_too_long_for_a_nats_control_line_is_refused(nats_server: Nats
             for name in ("room:1", longest):
                 sub = await pubsub.subscribe(name)
                 await pubsub.publish(name, "ok")
-                assert await asyncio.wait_for(sub.get(), 2) == "ok"
+                assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "ok"
             assert pubsub.healthy
             # Both refused before anything was sent, saying why.
             assert [type(e) for e in refusals] == [ValueError, ValueError]
@@ -500,9 +508,11 @@ def test_a_nats_client_closed_for_good_is_made_again(nats_server: NatsServer) ->
             subscribe = fail_once(lambda: RuntimeError("injected"), pubsub._subscribe)
             pubsub._subscribe = subscribe  # type: ignore[method-assign]
             await pubsub._nc.close()  # what nats-py does after a fatal -ERR
-            await pubsub.wait_until(lambda: pubsub.status.resubscribes >= 1 and pubsub.healthy, 3)
+            await pubsub.wait_until(
+                lambda: pubsub.status.resubscribes >= 1 and pubsub.healthy, HANG_GUARD
+            )
             await pubsub.publish("c", "after")
-            assert await asyncio.wait_for(sub.get(), 2) == "after"
+            assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "after"
             assert subscribe.calls == 2
 
     run(main())
@@ -520,7 +530,7 @@ def test_a_message_over_the_nats_max_payload_is_a_value_error(nats_server: NatsS
             with pytest.raises(ValueError, match="over the NATS server's max_payload"):
                 await pubsub.publish("c", "x" * (2 << 20))
             await pubsub.publish("c", "small")
-            assert await asyncio.wait_for(sub.get(), 2) == "small" and pubsub.healthy
+            assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "small" and pubsub.healthy
 
     run(main())
 
@@ -543,7 +553,7 @@ def test_presence_outlives_a_real_oom_reply_from_redis(
                 await admin.config_set("maxmemory", "1")
                 await until(
                     lambda: any("OutOfMemoryError" in r.getMessage() for r in caplog.records),
-                    3,
+                    HANG_GUARD,
                     "a refresh refused with -OOM",
                 )
                 await admin.config_set("maxmemory", "0")

@@ -8,10 +8,11 @@ import gc
 import pytest
 
 from squall.pubsub import LocalPubSub, PubSubClosedError, RedisPubSub, connect
+from tests._wait import HANG_GUARD
 
 
 def run(coro: object) -> None:
-    asyncio.run(asyncio.wait_for(coro, 2))  # type: ignore[arg-type]
+    asyncio.run(asyncio.wait_for(coro, HANG_GUARD))  # type: ignore[arg-type]
 
 
 def test_every_subscriber_of_a_channel_gets_each_message_in_order() -> None:
@@ -191,11 +192,13 @@ def test_connect_picks_the_backend_from_the_url() -> None:
 def test_wait_until_is_woken_by_a_change_of_state_and_has_a_deadline() -> None:
     async def main() -> None:
         async with LocalPubSub() as pubsub:
-            waiting = asyncio.ensure_future(pubsub.wait_until(lambda: not pubsub.healthy, 2))
+            waiting = asyncio.ensure_future(
+                pubsub.wait_until(lambda: not pubsub.healthy, HANG_GUARD)
+            )
             await asyncio.sleep(0)  # it looked once and waits
             assert not waiting.done()
             pubsub._set_healthy(False)  # as an engine does when its broker is gone
-            await asyncio.wait_for(waiting, 1)
+            await asyncio.wait_for(waiting, HANG_GUARD)
             await pubsub.wait_until(lambda: True, 0)  # true already: no wait
             with pytest.raises(TimeoutError, match="not met within 0.05s"):
                 await pubsub.wait_until(lambda: pubsub.healthy, 0.05)

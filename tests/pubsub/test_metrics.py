@@ -12,6 +12,7 @@ pytest.importorskip("prometheus_client", reason="needs squall[metrics]")
 from squall.cli._metrics import WorkerMetrics  # noqa: E402
 from squall.pubsub import LocalPubSub, RedisPubSub, instances  # noqa: E402
 
+from .._wait import HANG_GUARD  # noqa: E402
 from ._redis_server import free_port  # noqa: E402
 
 
@@ -38,8 +39,8 @@ def test_worker_metrics_sum_the_pubsub_counters_and_count_the_unhealthy() -> Non
             for text in ("1", "2", "3"):
                 await a.publish("c", text)
             await a.publish("other", "nobody")
-            await b.wait_connected(timeout=2, connected=False)
-            await b.wait_until(lambda: not b.healthy, 2)
+            await b.wait_connected(timeout=HANG_GUARD, connected=False)
+            await b.wait_until(lambda: not b.healthy, HANG_GUARD)
             assert a in instances() and b in instances()
             after = sample()
             assert after["published"] - before["published"] == 4 == a.status.published
@@ -61,6 +62,6 @@ def test_worker_metrics_sum_the_pubsub_counters_and_count_the_unhealthy() -> Non
     gc.collect()
     gc.disable()
     try:
-        asyncio.run(asyncio.wait_for(main(), 5))
+        asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
     finally:
         gc.enable()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from squall.pubsub import Position, connect
+from tests._wait import HANG_GUARD
 
 from ._servers import NATS_SERVER, NatsServer
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run(coro: Any, limit: float = 5.0) -> None:
+def run(coro: Any, limit: float = HANG_GUARD) -> None:
     asyncio.run(asyncio.wait_for(coro, limit))
 
 
@@ -80,7 +81,7 @@ def test_subscriptions_resume_after_nats_restarts(nats_server: NatsServer) -> No
             nats_server.stop()
             nats_server.start()
             # nats-py notices, reconnects and resubscribes by itself.
-            await pubsub.wait_until(lambda: pubsub.status.resubscribes > 0, 4)
+            await pubsub.wait_until(lambda: pubsub.status.resubscribes > 0, HANG_GUARD)
             assert pubsub.status.resubscribes == 1 and pubsub.healthy
             await pubsub.publish("c", "after")
             assert await sub.get() == "after"

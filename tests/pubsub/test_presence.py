@@ -12,11 +12,11 @@ import pytest
 
 from squall.pubsub import LocalPubSub, PubSub, RedisPubSub, presence_channel
 
-from .._wait import until_answer
+from .._wait import HANG_GUARD, until_answer
 from ._redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
 
 
-def run(coro: Any, limit: float = 5.0) -> None:
+def run(coro: Any, limit: float = HANG_GUARD) -> None:
     asyncio.run(asyncio.wait_for(coro, limit))
 
 
@@ -90,7 +90,7 @@ def test_entries_of_a_process_that_stops_refreshing_expire(make: Any) -> None:
             async def ghost_gone() -> bool:
                 return await staying.presence_count("room") == 1
 
-            await until_answer(ghost_gone, limit=3)
+            await until_answer(ghost_gone)
             # The heartbeat (every 0.1 s) kept "alive" past several TTLs.
             assert await staying.presence("room") == {"alive": ""}
         finally:
@@ -170,7 +170,7 @@ def test_an_entry_a_refresh_puts_back_is_announced(make: Any) -> None:
             assert json.loads(await events.get())["event"] == "join"
             # Gone from the store as if expired; the roster still holds it.
             assert await node._roster.store.remove("room", "bob", entry.owner)
-            back = json.loads(await asyncio.wait_for(events.get(), 3))
+            back = json.loads(await asyncio.wait_for(events.get(), HANG_GUARD))
             assert (back["event"], back["client"], back["info"]) == ("join", "bob", "b")
             assert await node.presence("room") == {"bob": "b"}
         finally:

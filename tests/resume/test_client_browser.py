@@ -201,13 +201,13 @@ async def away(transport: str) -> None:
     PAUSED["on"] = True
     assert cut(transport) == 1
     streams = Live.open_sockets if transport == "websocket" else Events.open_streams
-    await until(lambda: not streams, limit=10)
+    await until(lambda: not streams)
 
 
 async def reconnected(transport: str) -> None:
     """Until the page's (new) connection is subscribed on the server."""
     streams = Live.open_sockets if transport == "websocket" else Events.open_streams
-    await until(lambda: len(streams) == 1, limit=10)
+    await until(lambda: len(streams) == 1)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")

@@ -37,13 +37,17 @@ from squall.resume import (
 from squall.testing import bind_unused_port
 from squall.web import Application, HTTPError, RequestHandler
 from squall.websocket import websocket_connect
-from tests._wait import until
+from tests._wait import HANG_GUARD, until
 from tests.demos._util import run
 from tests.demos.test_chat_browser import CHROMIUM, DevTools, Tab, launch, shut
 
 from ._proxy import CutProxy
 
 HEARTBEAT = 0.5  # the server's, in seconds; the page's grace is 500 ms
+# Hang guards: each wait's, in the page's milliseconds too, and a test's
+# whole run (Chromium's start and the lab's steps around its waits).
+GUARD_MS = int(HANG_GUARD * 1000)
+RUN_LIMIT = 2 * HANG_GUARD
 
 # The page: one transport (?t=), the backoff's bounds (?min=, ?max=), and
 # with ?worst=1 every wait is its ceiling (Math.random pinned near 1), so
@@ -58,6 +62,7 @@ PAGE = """<!doctype html>
 <script>
   window.got = [];
   window.errors = [];
+  window.stateWaiters = [];
   const t = query.get('t');
   window.feed = SquallResume.follow({
     channel: 'room:a',
@@ -69,6 +74,7 @@ PAGE = """<!doctype html>
     heartbeatGrace: 500,
     connectTimeout: 2000,
     onmessage(data) { window.got.push(data); },
+    onstate(name) { for (const tell of window.stateWaiters.splice(0)) tell(name); },
     onerror(error) { window.errors.push(String(error && error.message || error)); },
   });
 </script>
@@ -83,6 +89,17 @@ WAIT_GOT = """(n, ms) => new Promise((resolve, reject) => {
     setTimeout(look, 10);
   };
   look();
+})"""
+
+# Resolves with feed.attempts once the feed enters ``state`` (rejects after ``ms``).
+WAIT_STATE = """(state, ms) => new Promise((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error('still ' + window.feed.state)), ms);
+  const wait = (name) => {
+    if (name !== state) { window.stateWaiters.push(wait); return; }
+    clearTimeout(timer);
+    resolve(window.feed.attempts);
+  };
+  wait(window.feed.state);
 })"""
 
 # What the server does, set by each test.
@@ -186,23 +203,23 @@ class Lab:
             uploadThroughput=-1,
         )
 
-    async def got(self, n: int, ms: int = 8000) -> list[str]:
+    async def got(self, n: int, ms: int = GUARD_MS) -> list[str]:
         result: list[str] = await self.tab.evaluate(f"({WAIT_GOT})({n}, {ms})")
         return result
 
     async def subscribed(self, transport: str) -> None:
         """Until the page is subscribed on the server (a publication then reaches it)."""
         if transport == "websocket":
-            await until(lambda: bool(Live.subscribed), limit=10)
+            await until(lambda: bool(Live.subscribed), limit=HANG_GUARD)
         elif transport == "eventsource":
-            await until(lambda: bool(self.pubsub.subscribers("room:a")), limit=10)
+            await until(lambda: bool(self.pubsub.subscribers("room:a")), limit=HANG_GUARD)
         # a poll subscribes only while it waits: it resumes from its cursor
 
     async def first(self, transport: str) -> None:
         """A first publication, received: the page is at the channel's top."""
         await self.subscribed(transport)
         if transport == "poll":
-            await until(lambda: bool(self.pubsub.subscribers("room:a")), limit=10)
+            await until(lambda: bool(self.pubsub.subscribers("room:a")), limit=HANG_GUARD)
         await self.pubsub.publish("room:a", "first")
         assert await self.got(1) == ["first"]
 
@@ -265,7 +282,7 @@ def test_broker_away_on_subscribe_then_back() -> None:
         async with lab() as it:
             MODE["away"] = True
             await it.open("websocket")
-            await until(lambda: ERRORS_SENT["n"] >= 1, limit=10)
+            await until(lambda: ERRORS_SENT["n"] >= 1, limit=HANG_GUARD)
             MODE["away"] = False
             await it.subscribed("websocket")
             await it.pubsub.publish("room:a", "after the broker came back")
@@ -273,7 +290,7 @@ def test_broker_away_on_subscribe_then_back() -> None:
             errors = await it.tab.evaluate("window.errors")
             assert any("unreachable" in text for text in errors), errors
 
-    run(main(), limit=40)
+    run(main(), limit=RUN_LIMIT)
 
 
 @chromium
@@ -282,7 +299,9 @@ def test_a_server_that_accepts_and_closes_is_not_hammered(transport: str) -> Non
     # For 4 s the server accepts and closes at once. Backing off (100 ms
     # doubling to 2 s, full jitter) allows about 7 connections; resetting
     # the backoff at each open made 40 and more. Counted by the server:
-    # requests, since a stream's TCP connection is kept for the next.
+    # requests, since a stream's TCP connection is kept for the next. (A
+    # loaded machine makes fewer, never more; that the page kept trying is
+    # proved by its subscription once the flapping stops.)
     async def main() -> None:
         async with lab() as it:
             MODE["flap"] = True
@@ -292,13 +311,13 @@ def test_a_server_that_accepts_and_closes_is_not_hammered(transport: str) -> Non
             while loop.time() < end:
                 await asyncio.sleep(0.05)  # the flapping lasts 4 s: time is what this test is about
             flapped = REQUESTS["n"]
-            assert 3 <= flapped <= 20, f"{flapped} connections in 4 s"
+            assert 1 <= flapped <= 20, f"{flapped} connections in 4 s"
             MODE["flap"] = False
             await it.subscribed(transport)
             await it.pubsub.publish("room:a", "steady")
-            assert await it.got(1, 10000) == ["steady"]
+            assert await it.got(1) == ["steady"]
 
-    run(main(), limit=40)
+    run(main(), limit=RUN_LIMIT)
 
 
 @chromium
@@ -312,13 +331,13 @@ def test_a_publication_without_a_position_loses_nothing(transport: str) -> None:
             await it.open(transport)
             await it.first(transport)
             if transport == "poll":
-                await until(lambda: bool(it.pubsub.subscribers("room:a")), limit=10)
+                await until(lambda: bool(it.pubsub.subscribers("room:a")), limit=HANG_GUARD)
             MODE["paused"] = True
             foreign = Publication("room:a", "from another program", Position(0, ""))
             it.pubsub._dispatch(foreign)  # as the Redis engine delivers a raw PUBLISH
             assert await it.got(2) == ["first", "from another program"]
             it.proxy.cut()  # the page is away (refused until the proxy is up)
-            await asyncio.wait_for(it.proxy.refusals.get(), 10)
+            await asyncio.wait_for(it.proxy.refusals.get(), HANG_GUARD)
             await it.pubsub.publish("room:a", "while away")
             it.proxy.up = True
             MODE["paused"] = False
@@ -327,7 +346,7 @@ def test_a_publication_without_a_position_loses_nothing(transport: str) -> None:
             await it.pubsub.publish("room:a", "live")
             assert await it.got(4) == [*got, "live"]
 
-    run(main(), limit=40)
+    run(main(), limit=RUN_LIMIT)
 
 
 @chromium
@@ -344,41 +363,37 @@ def test_a_half_open_connection_is_given_up_and_resumed(transport: str) -> None:
             await it.pubsub.publish("room:a", "sent into the void")
             # Silence past 0.5 s + 0.5 s, then a new connection (one
             # reused from the browser's pool may be frozen too: 2 s more).
-            got = await it.got(2, 10000)
+            got = await it.got(2)
             assert got == ["first", "sent into the void"]
             assert REQUESTS["n"] > before  # asked for again (on a connection not frozen)
 
-    run(main(), limit=40)
+    run(main(), limit=RUN_LIMIT)
 
 
 @chromium
 @pytest.mark.parametrize("transport", ["websocket", "eventsource", "poll"])
 def test_back_at_once_when_the_browser_is_online_again(transport: str) -> None:
-    # Offline for 4.5 s (the connections cut) with waits of 1 s doubling
-    # to 30 s, each its ceiling: a client that only waits tries at 1 s and
-    # 3 s (offline: refused) and comes back at 1 + 2 + 4 = 7 s, 2.5 s after
-    # the network (4.5 s keeps the network's return clear of a try); one
-    # that listens for 'online', at once.
+    # Each wait of the backoff is ten minutes (its ceiling): the page gives
+    # its connection up when the browser goes offline, its next try armed
+    # for then, far past any hang guard here. A client that only waits is
+    # not back within the test; one that listens for 'online' comes back
+    # at once, with one connection.
     async def main() -> None:
         async with lab() as it:
-            await it.open(transport, "&min=1000&max=30000&worst=1")
+            never = 600_000
+            await it.open(transport, f"&min={never}&max={never}&worst=1")
             await it.first(transport)
             # The network goes: the browser says so, and the connections die.
             await it.network(offline=True)
             it.proxy.cut()
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 4.5
-            while loop.time() < end:
-                await asyncio.sleep(0.05)  # offline for 4.5 s: time is what this test is about
+            attempts = await it.tab.evaluate(f"({WAIT_STATE})('retrying', {GUARD_MS})")
             await it.pubsub.publish("room:a", "while offline")
-            online = loop.time()
             it.proxy.up = True
             await it.network(offline=False)
             assert await it.got(2) == ["first", "while offline"]
-            back = loop.time() - online
-            assert back < 0.8, f"back {back:.2f} s after the network"
+            assert await it.tab.evaluate("window.feed.attempts") == attempts + 1
 
-    run(main(), limit=40)
+    run(main(), limit=RUN_LIMIT)
 
 
 async def measure_back(transport: str, offline: float, rounds: int) -> list[float]:

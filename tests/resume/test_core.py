@@ -11,10 +11,11 @@ import pytest
 from squall.pubsub import Position, Publication, connect
 from squall.resume import Reset, parse_position, resume
 from squall.resume._core import ResumedSubscription, position_text
+from tests._wait import HANG_GUARD
 
 
 async def take(stream: ResumedSubscription, n: int) -> list[Union[Publication, Reset]]:
-    return [await asyncio.wait_for(stream.next(), 2) for _ in range(n)]
+    return [await asyncio.wait_for(stream.next(), HANG_GUARD) for _ in range(n)]
 
 
 def test_parse_position() -> None:

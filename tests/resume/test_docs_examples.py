@@ -9,6 +9,7 @@ from typing import Any
 from squall.testing import AsyncHTTPTestCase, gen_test
 from squall.web import Application
 from squall.websocket import websocket_connect
+from tests._wait import HANG_GUARD
 from tests.test_docs import load
 
 from ._clients import open_stream
@@ -59,21 +60,21 @@ class WebSocketExampleTest(Example):
         url = self.get_url("/live").replace("http", "ws", 1)
         ws = await websocket_connect(url)
         await ws.write_message(json.dumps({"subscribe": "secret:x"}))
-        refused = json.loads(await asyncio.wait_for(ws.read_message(), 5) or "")
+        refused = json.loads(await asyncio.wait_for(ws.read_message(), HANG_GUARD) or "")
         assert refused["type"] == "error"
         await ws.write_message(json.dumps({"subscribe": "scores:final"}))
-        hello = json.loads(await asyncio.wait_for(ws.read_message(), 5) or "")
+        hello = json.loads(await asyncio.wait_for(ws.read_message(), HANG_GUARD) or "")
         assert hello["type"] == "subscribed"
         await self.post("/scores/final", "2-1")
-        pub = json.loads(await asyncio.wait_for(ws.read_message(), 5) or "")
+        pub = json.loads(await asyncio.wait_for(ws.read_message(), HANG_GUARD) or "")
         assert pub["data"] == "2-1"
         ws.close()
         await self.post("/scores/final", "3-1")
         ws = await websocket_connect(url)
         await ws.write_message(json.dumps({"subscribe": "scores:final", "since": pub["position"]}))
-        hello = json.loads(await asyncio.wait_for(ws.read_message(), 5) or "")
+        hello = json.loads(await asyncio.wait_for(ws.read_message(), HANG_GUARD) or "")
         assert hello["recovered"] is True
-        missed = json.loads(await asyncio.wait_for(ws.read_message(), 5) or "")
+        missed = json.loads(await asyncio.wait_for(ws.read_message(), HANG_GUARD) or "")
         assert missed["data"] == "3-1"
         ws.close()
 

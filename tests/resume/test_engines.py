@@ -36,7 +36,7 @@ from squall.resume import ChannelEventSource, ChannelPollHandler, ChannelWebSock
 from squall.testing import bind_unused_port
 from squall.web import Application
 from squall.websocket import WebSocketClientConnection, websocket_connect
-from tests._wait import until_answer
+from tests._wait import HANG_GUARD, until_answer
 from tests.pubsub._redis_server import REDIS_SERVER, RedisServer
 from tests.pubsub._servers import NATS_SERVER, REDIS_CLI, NatsServer, RedisCluster
 
@@ -46,7 +46,7 @@ ENGINES = ["memory", "redis", "cluster", "nats"]
 _names = itertools.count()
 
 
-def run(coro: Any, limit: float = 10.0) -> None:
+def run(coro: Any, limit: float = HANG_GUARD) -> None:
     asyncio.run(asyncio.wait_for(coro, limit))
 
 
@@ -114,7 +114,7 @@ def test_resume_yields_the_missed_then_the_live_once_each_in_order(make: Any) ->
             async with await resume(pubsub, channel, positions[1]) as stream:
                 assert stream.recovered is True
                 await pubsub.publish(channel, "live")
-                got = [await asyncio.wait_for(stream.next(), 3) for _ in range(4)]
+                got = [await asyncio.wait_for(stream.next(), HANG_GUARD) for _ in range(4)]
             assert all(isinstance(p, Publication) for p in got)
             pubs = [p for p in got if isinstance(p, Publication)]
             assert [p.data for p in pubs] == ["m2", "m3", "m4", "live"]
@@ -134,7 +134,7 @@ def test_resume_from_a_position_it_cannot_recover_starts_with_a_reset(make: Any)
                 return
             top = await pubsub.publish(channel, "m")
             async with await resume(pubsub, channel, Position(1, "otherEpoch")) as stream:
-                first = await asyncio.wait_for(stream.next(), 3)
+                first = await asyncio.wait_for(stream.next(), HANG_GUARD)
             assert first == Reset(channel, top)
 
     run(main())
@@ -203,7 +203,7 @@ def test_server_sent_events_resume_with_last_event_id(make: Any) -> None:
             await stream.until(lambda: bool(events_of(stream)))
             last = events_of(stream)[-1]["id"]
             await stream.leave()
-            await until_answer(_no_subscriber(pubsub, f"room:{name}"), limit=3)
+            await until_answer(_no_subscriber(pubsub, f"room:{name}"))
             await pubsub.publish(f"room:{name}", "two")
             await pubsub.publish(f"room:{name}", "three")
             again = await open_stream("http/1.1", port, path, {"Last-Event-ID": last})
@@ -247,7 +247,7 @@ def test_long_polling_hands_out_cursors_it_can_resume_from(make: Any) -> None:
 
 
 async def _read(ws: WebSocketClientConnection) -> dict[str, Any]:
-    text = await asyncio.wait_for(ws.read_message(), 5)
+    text = await asyncio.wait_for(ws.read_message(), HANG_GUARD)
     assert isinstance(text, str)
     message: dict[str, Any] = json.loads(text)
     return message
@@ -306,7 +306,7 @@ def test_bad_channel_names_are_refused_on_each_transport_and_the_engine_goes_on(
             channel = fresh()
             sub = await pubsub.subscribe(channel)
             await pubsub.publish(channel, "fine")
-            assert await asyncio.wait_for(sub.get(), 3) == "fine"
+            assert await asyncio.wait_for(sub.get(), HANG_GUARD) == "fine"
             assert pubsub.healthy
 
     run(main())
@@ -342,7 +342,7 @@ def test_presence_join_list_count_leave_and_events(make: Any) -> None:
             await again.leave()
             await bob.leave()
             assert await node_b.presence_count(channel) == 0
-            seen = [json.loads(await asyncio.wait_for(events.get(), 3)) for _ in range(5)]
+            seen = [json.loads(await asyncio.wait_for(events.get(), HANG_GUARD)) for _ in range(5)]
             assert [(e["event"], e["client"]) for e in seen] == [
                 ("join", "ann"),
                 ("join", "bob"),
@@ -413,7 +413,7 @@ def test_names_any_engine_can_carry_work_on_every_engine(make: Any) -> None:
             for name in names:
                 await pubsub.publish(name, f"to {name[:10]}")
             for sub, name in zip(subs, names, strict=True):
-                pub = await asyncio.wait_for(sub.get_publication(), 3)
+                pub = await asyncio.wait_for(sub.get_publication(), HANG_GUARD)
                 assert (pub.channel, pub.data) == (name, f"to {name[:10]}")
                 assert sub.pending == 0
                 sub.close()

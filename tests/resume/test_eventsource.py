@@ -139,7 +139,7 @@ class Cases:
         stream = await self.open()
         await stream.until(lambda: bool(self.state["handlers"]))
         await stream.leave()
-        assert await asyncio.wait_for(self.state["cancelled"], 5) is True
+        assert await asyncio.wait_for(self.state["cancelled"], HANG_GUARD) is True
         handler = self.state["handlers"][0]
         assert not handler.stream_open
 
@@ -151,7 +151,7 @@ class Cases:
         await stream.until(lambda: len(stream.events()) == 1)
         assert Feed.end_all() == 1
         await stream.until(lambda: stream.ended)
-        assert await asyncio.wait_for(self.state["cancelled"], 5) is True
+        assert await asyncio.wait_for(self.state["cancelled"], HANG_GUARD) is True
         assert Feed.end_all() == 0
         await stream.leave()
 

@@ -103,7 +103,7 @@ class HeartbeatAndErrorsTest(Base):
             assert await self.read(ws) == {"type": "ping"}
         ws.close()
 
-    @gen_test(timeout=20)
+    @gen_test
     async def test_a_reader_that_answers_no_ping_is_closed(self) -> None:
         # Between the client and the server, a connection that carries
         # nothing more and closes nothing (a NAT that forgot it).
@@ -114,9 +114,9 @@ class HeartbeatAndErrorsTest(Base):
             hello = await self.ask(ws, {"subscribe": "room:a"})
             assert hello["type"] == "subscribed"
             assert await self.read(ws) == {"type": "ping"}  # and pongs, by itself
-            await until(lambda: len(Live.readers) == 1, limit=5)
+            await until(lambda: len(Live.readers) == 1)
             proxy.freeze()
-            await until(lambda: not Live.readers, limit=15)
+            await until(lambda: not Live.readers)
             ws.close()
         finally:
             await proxy.close()

@@ -17,6 +17,7 @@ import pytest
 
 from squall.testing import AsyncHTTPTestCase, gen_test
 from squall.web import Application
+from tests._wait import HANG_GUARD
 
 from ._clients import H1Stream
 from .test_eventsource import Feed
@@ -106,12 +107,12 @@ class NginxTest(AsyncHTTPTestCase):
         assert process.stderr is not None
         log = b""
         while b"start worker process" not in log:
-            line = await asyncio.wait_for(process.stderr.readline(), 10)
+            line = await asyncio.wait_for(process.stderr.readline(), HANG_GUARD)
             assert line, f"nginx exited: {log.decode(errors='replace')}"
             log += line
         return process, port
 
-    @gen_test(timeout=20)
+    @gen_test
     async def test_events_pass_through_the_guide_s_configuration_unbuffered(self) -> None:
         with tempfile.TemporaryDirectory(prefix="squall-nginx-") as workdir:
             process: Optional[asyncio.subprocess.Process] = None
@@ -138,5 +139,5 @@ class NginxTest(AsyncHTTPTestCase):
                 if process is not None:
                     process.terminate()
                     assert process.stderr is not None
-                    await asyncio.wait_for(process.stderr.read(), 10)
-                    await asyncio.wait_for(process.wait(), 10)
+                    await asyncio.wait_for(process.stderr.read(), HANG_GUARD)
+                    await asyncio.wait_for(process.wait(), HANG_GUARD)

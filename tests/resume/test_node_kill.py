@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from squall.pubsub import RedisPubSub
+from tests._wait import HANG_GUARD
 from tests.pubsub._redis_server import RedisServer
 
 from ._lab import Nodes, Received, killed, poll, sse_messages, sse_open, ws_read, ws_subscribe
@@ -68,7 +69,7 @@ def run(test: Any, url: str, nodes: Nodes) -> None:
         finally:
             await cluster.close()
 
-    asyncio.run(asyncio.wait_for(main(), 20))
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
 
 
 # WebSocket (ChannelWebSocket's protocol).

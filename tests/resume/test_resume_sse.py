@@ -15,6 +15,7 @@ from squall.pubsub import PubSub, connect
 from squall.resume import ChannelEventSource
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, gen_test
 from squall.web import Application
+from tests._wait import HANG_GUARD
 
 from ._clients import Stream, open_stream
 
@@ -70,7 +71,7 @@ class Cases:
         assert data_of(stream) == ["live 0", "live 1", "live 2"]
         last_id = stream.events()[-1]["id"]
         await stream.leave()
-        await asyncio.wait_for(self.until_no_subscriber(), 5)
+        await asyncio.wait_for(self.until_no_subscriber(), HANG_GUARD)
         # Published while the client is away, one of them on several lines.
         for n in range(5):
             await self.pubsub.publish("room:a", f"missed {n}\nsecond line")

@@ -16,6 +16,7 @@ from squall.resume import ChannelPollHandler, ChannelWebSocket, ClientScriptHand
 from squall.testing import AsyncHTTPTestCase, gen_test
 from squall.web import Application
 from squall.websocket import WebSocketClientConnection, websocket_connect
+from tests._wait import HANG_GUARD
 
 
 class Live(ChannelWebSocket):
@@ -59,7 +60,7 @@ class Base(AsyncHTTPTestCase):
         return await websocket_connect(self.get_url("/live").replace("http", "ws", 1))
 
     async def read(self, ws: WebSocketClientConnection) -> dict[str, Any]:
-        text = await asyncio.wait_for(ws.read_message(), 5)
+        text = await asyncio.wait_for(ws.read_message(), HANG_GUARD)
         assert isinstance(text, str)
         message: dict[str, Any] = json.loads(text)
         return message
@@ -82,7 +83,7 @@ class WebSocketTest(Base):
         assert pub["type"] == "publication" and pub["data"] == "live 0"
         last = pub["position"]
         ws.close()
-        await asyncio.wait_for(self.no_subscriber(), 5)
+        await asyncio.wait_for(self.no_subscriber(), HANG_GUARD)
         for n in range(4):
             await self.pubsub.publish("room:a", f"missed {n}")
         ws = await self.connect()
@@ -138,10 +139,10 @@ class WebSocketTest(Base):
             "message"
         ] == "at most 2 channels per connection"
         await ws.write_message(json.dumps({"unsubscribe": "room:b"}))
-        await asyncio.wait_for(self.no_subscriber("room:b"), 5)
+        await asyncio.wait_for(self.no_subscriber("room:b"), HANG_GUARD)
         assert self.pubsub.subscribers("room:a") == 1
         ws.close()
-        await asyncio.wait_for(self.no_subscriber("room:a"), 5)
+        await asyncio.wait_for(self.no_subscriber("room:a"), HANG_GUARD)
 
 
 class PollTest(Base):
@@ -166,7 +167,7 @@ class PollTest(Base):
         assert seen == [f"m{n}" for n in range(5)]
         # Nothing after the cursor: the poll waits, and a publication ends it.
         waiting = asyncio.ensure_future(self.poll(cursor))
-        await asyncio.wait_for(self.until_subscribed(), 5)
+        await asyncio.wait_for(self.until_subscribed(), HANG_GUARD)
         await self.pubsub.publish("room:a", "late")
         answer = json.loads((await waiting).body)
         assert [p["data"] for p in answer["publications"]] == ["late"]
@@ -206,10 +207,10 @@ class PollTest(Base):
     async def test_client_leaving_ends_the_wait(self) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
         writer.write(b"GET /rooms/a/poll HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.wait_for(self.until_subscribed(), 5)
+        await asyncio.wait_for(self.until_subscribed(), HANG_GUARD)
         writer.close()
         await writer.wait_closed()
-        await asyncio.wait_for(self.no_subscriber(), 5)
+        await asyncio.wait_for(self.no_subscriber(), HANG_GUARD)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("h2") is None, reason="h2 is not installed")

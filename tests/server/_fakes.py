@@ -11,6 +11,8 @@ from squall.httpserver import HTTPServer
 from squall.httpserver._protocol import _HTTPProtocol
 from squall.httputil import HTTPHeaders, HTTPServerRequest, ResponseStartLine
 
+from .._wait import HANG_GUARD
+
 
 class FakeSocket:
     def __init__(self, family: int) -> None:
@@ -127,8 +129,9 @@ def make(
     return server, proto, transport
 
 
-def wait_closed(transport: FakeTransport, timeout: float = 1.0) -> bool:
-    """Run the loop until the transport is closed or ``timeout`` passes."""
+def wait_closed(transport: FakeTransport, timeout: float = HANG_GUARD) -> bool:
+    """Run the loop until the transport is closed or ``timeout`` passes (by
+    default a hang guard: give a short one to see that it stays open)."""
     loop = transport.loop
     try:
         loop.run_until_complete(asyncio.wait_for(asyncio.shield(transport.closed_future), timeout))

@@ -29,7 +29,7 @@ from squall.httputil import (
     RequestStartLine,
     ResponseStartLine,
 )
-from tests._wait import until
+from tests._wait import HANG_GUARD, until
 
 LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
 
@@ -87,7 +87,7 @@ def _run(loop_name: str, main: Callable[[], Any]) -> Any:
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(asyncio.wait_for(main(), 5))
+        return runner.run(asyncio.wait_for(main(), HANG_GUARD))
 
 
 async def _two_interleaved_posts(

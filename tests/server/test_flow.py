@@ -7,6 +7,7 @@ from typing import Any
 
 from squall.httpserver._flow import ReadFlow, request_line
 from squall.httputil import RequestStartLine
+from tests._wait import HANG_GUARD
 
 
 class _Transport:
@@ -141,7 +142,7 @@ def test_both_drivers_sort_a_delegates_outcome_the_same_way() -> None:
             return None
 
         wait_on(coroutine(), loop, collect)  # a coroutine gets a Task
-        await asyncio.wait_for(sorted_all, 1)
+        await asyncio.wait_for(sorted_all, HANG_GUARD)
         return outcomes
 
     with ExpectLog("squall.application", "Uncaught exception", level=logging.ERROR):

@@ -23,6 +23,7 @@ import pytest
 from squall._h1 import H1Limits
 from squall.platform.asyncio import _READ_SIZE
 from squall.simple_httpclient._connection import ClientConnection
+from tests._wait import HANG_GUARD
 
 _SERVER = textwrap.dedent(
     """
@@ -86,7 +87,7 @@ def test_server_reads_on_asyncio_loop_do_not_map_memory() -> None:
     assert proc.stdin is not None and proc.stdout is not None
     try:
         port = int(proc.stdout.readline())
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD) as sock:
             _ask(sock, 50)  # warm-up: first-time allocations
 
             def faults() -> int:

@@ -45,6 +45,7 @@ from squall.httputil import (  # noqa: E402
     ResponseStartLine,
 )
 from squall.log import app_log, gen_log  # noqa: E402
+from tests._wait import HANG_GUARD
 
 from ._fakes import FakeTransport  # noqa: E402
 
@@ -360,4 +361,4 @@ def test_every_way_a_stream_ends_frees_its_slot_once(steps: list[tuple[str, int,
             await asyncio.sleep(0)
 
     with quiet_logs():
-        asyncio.run(asyncio.wait_for(main(), 10))
+        asyncio.run(asyncio.wait_for(main(), HANG_GUARD))

@@ -23,6 +23,7 @@ from squall._content_coding import (
 )
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
 from squall.web import Application, RequestHandler, StaticFileHandler
+from tests._wait import HANG_GUARD
 
 brotli = pytest.importorskip("brotli", reason="Brotli not installed (pip install squall[brotli])")
 zstandard = pytest.importorskip("zstandard", reason="zstandard not installed (squall[zstd])")
@@ -303,7 +304,7 @@ class EncodingServerTest(AsyncHTTPTestCase):
                 self.get_url("/text"),
                 stdout=asyncio.subprocess.PIPE,
             )
-            out, _ = await asyncio.wait_for(proc.communicate(), 5)
+            out, _ = await asyncio.wait_for(proc.communicate(), HANG_GUARD)
             head, _, body = out.partition(b"\r\n\r\n")
             if proc.returncode == 61:  # pragma: no cover - a curl built without that decoder
                 pytest.skip(f"this curl cannot decode {coding}")
@@ -380,7 +381,7 @@ class BrowserTest(AsyncHTTPTestCase):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        dom, _ = await asyncio.wait_for(proc.communicate(), 25)
+        dom, _ = await asyncio.wait_for(proc.communicate(), HANG_GUARD)
         sent = self._app.settings["sent"]
         # The page went out as br (Chromium takes br and zstd, and br is our first).
         assert sent["page"] == "br", sent

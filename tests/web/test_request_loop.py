@@ -22,6 +22,7 @@ import pytest
 
 import squall.httputil._exchange
 from squall.web import Application, RequestHandler
+from tests._wait import HANG_GUARD
 
 from ..server._fakes import make
 
@@ -68,7 +69,7 @@ def _serve(delegate: Any, requests: int, monkeypatch: pytest.MonkeyPatch) -> tup
         await transport.closed_future
         return data
 
-    data = asyncio.run(asyncio.wait_for(main(), 5))
+    data = asyncio.run(asyncio.wait_for(main(), HANG_GUARD))
     return calls, data
 
 

@@ -14,6 +14,7 @@ from squall.httputil._response import _ResponseHeaders
 from squall.log import app_log
 from squall.testing import AsyncHTTPTestCase, ExpectLog
 from squall.web import Application, RequestHandler
+from tests._wait import HANG_GUARD
 
 
 def _answering(request: bytes = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") -> H1Connection:
@@ -187,7 +188,7 @@ class ResponseHeadTest(AsyncHTTPTestCase):
             chunks = []
             while True:
                 data = self.io_loop.run_sync(
-                    lambda: self.io_loop.run_in_executor(None, sock.recv, 65536), timeout=5
+                    lambda: self.io_loop.run_in_executor(None, sock.recv, 65536), timeout=HANG_GUARD
                 )
                 if not data:
                     return b"".join(chunks)

@@ -22,6 +22,7 @@ from squall.websocket import (
     WebSocketHandler,
     websocket_connect,
 )
+from tests._wait import HANG_GUARD
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -289,7 +290,7 @@ class UnreadMessages(AsyncHTTPTestCase):
         ws.close()
         # The closing handshake ends (socket closed) well before the client's
         # own close timeout, although two messages were never read.
-        await asyncio.wait_for(closed.wait(), 2)
+        await asyncio.wait_for(closed.wait(), HANG_GUARD)
         assert ws.stream is not None and ws.stream.closed()
         assert await ws.read_message() == "hello 1"
         assert await ws.read_message() == "hello 2"
@@ -301,7 +302,7 @@ class UnreadMessages(AsyncHTTPTestCase):
         ws = await websocket_connect(self.get_url("/chatty").replace("http", "ws"))
         queue = ws.read_queue
         assert queue.maxsize == 1
-        assert await queue.get(timeout=2) == "hello 0"
+        assert await queue.get(timeout=HANG_GUARD) == "hello 0"
         assert await queue.get() == "hello 1"
         ws.close()
         assert await queue.get() == "hello 2"

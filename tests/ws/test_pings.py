@@ -67,7 +67,7 @@ class WheelTest(AsyncTestCase):
         wheel = PingWheel(0.2, 0.1)  # 4 ticks of 0.05 s; checks 2 ticks after each ping
         conns = [Conn() for _ in range(3)]
         slots = [wheel.add(c) for c in conns]
-        await until(lambda: all(len(c.pings) >= 2 for c in conns), limit=5.0)
+        await until(lambda: all(len(c.pings) >= 2 for c in conns))
         for c in conns:
             # A round apart (less a tick: the first may come late), a check between.
             assert c.pings[1] - c.pings[0] >= 0.2 - 0.05 - 1e-3

@@ -19,6 +19,7 @@ from squall.httpclient import HTTPClientError
 from squall.testing import AsyncHTTPTestCase, gen_test
 from squall.web import Application, RequestHandler
 from squall.websocket import WebSocketClientConnection, WebSocketHandler, websocket_connect
+from tests._wait import HANG_GUARD
 
 
 class Seen:
@@ -172,7 +173,7 @@ class UpgradePath(AsyncHTTPTestCase):
     @gen_test
     async def test_the_101_is_logged_and_finishes_the_request(self) -> None:
         ws = await self.connect("/decorated")
-        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        await asyncio.wait_for(self.seen.opened.wait(), HANG_GUARD)
         self.assertEqual(self.seen.logged, [(101, "Decorated")])
         self.assertEqual(self.seen.finished, ["Decorated"])
         ws.close()
@@ -180,7 +181,7 @@ class UpgradePath(AsyncHTTPTestCase):
     @gen_test
     async def test_an_overridden_flush_sends_the_101(self) -> None:
         ws = await self.connect("/own_flush")
-        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        await asyncio.wait_for(self.seen.opened.wait(), HANG_GUARD)
         self.assertEqual(self.seen.set_headers, ["flush 101"])
         self.assertEqual(ws.headers["X-Frame-Options"], "DENY")
         self.assertNotIn("Content-Type", ws.headers)
@@ -208,14 +209,14 @@ class UpgradePath(AsyncHTTPTestCase):
         # without a Task, on every Python, as its plain on_message() runs
         # (RequestHandler._step_at_once).
         await self.connect("/decorated")
-        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        await asyncio.wait_for(self.seen.opened.wait(), HANG_GUARD)
         self.assertIn("open", self.seen.tasks)
         self.assertIsNone(self.seen.tasks["open"])
 
     @gen_test
     async def test_an_awaiting_prepare_and_open_share_one_task(self) -> None:
         await self.connect("/awaiting")
-        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        await asyncio.wait_for(self.seen.opened.wait(), HANG_GUARD)
         tasks = self.seen.tasks
         self.assertIsInstance(tasks["prepare"], asyncio.Task)
         # The task current before the first await goes on after it, and
@@ -226,7 +227,7 @@ class UpgradePath(AsyncHTTPTestCase):
     @gen_test
     async def test_a_coroutine_open_keeps_its_task_across_awaits(self) -> None:
         ws = await self.connect("/async_open")
-        await asyncio.wait_for(self.seen.opened.wait(), 5)
+        await asyncio.wait_for(self.seen.opened.wait(), HANG_GUARD)
         self.assertIsInstance(self.seen.tasks["open"], asyncio.Task)
         self.assertIs(self.seen.tasks["open"], self.seen.tasks["open after await"])
         await ws.write_message("after open")
@@ -247,7 +248,7 @@ class UpgradePath(AsyncHTTPTestCase):
             for path in ("/decorated", "/async_open", "/checks_first"):
                 self.seen.opened.clear()
                 ws = await self.connect(path)
-                await asyncio.wait_for(self.seen.opened.wait(), 5)
+                await asyncio.wait_for(self.seen.opened.wait(), HANG_GUARD)
                 await ws.write_message(path)
                 self.assertEqual(await ws.read_message(), path)
         self.assertEqual(calls, ["/checks_first"] if sys.version_info < (3, 12) else [])
@@ -266,11 +267,11 @@ class UpgradePath(AsyncHTTPTestCase):
         gc.disable()
         try:
             ws = await self.connect("/watched")
-            await asyncio.wait_for(self.seen.opened.wait(), 5)
+            await asyncio.wait_for(self.seen.opened.wait(), HANG_GUARD)
             refs = self.seen.refs
             self.assertEqual(len(refs), 2)
             ws.close()
-            await asyncio.wait_for(self.seen.closed.wait(), 5)
+            await asyncio.wait_for(self.seen.closed.wait(), HANG_GUARD)
             # The server's side ends over a few loop turns (the close frame,
             # then the transport's connection_lost).
             for _ in range(200):

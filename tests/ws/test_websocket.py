@@ -29,6 +29,7 @@ from squall.websocket import (
     WebSocketHandler,
     websocket_connect,
 )
+from tests._wait import HANG_GUARD
 
 UPGRADE = (
     "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -373,7 +374,7 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         proto.pause_writing()
         proto.resume_writing()
         await ws.write_message("second")
-        self.assertEqual(await asyncio.wait_for(ws.read_message(), 2), "second")
+        self.assertEqual(await asyncio.wait_for(ws.read_message(), HANG_GUARD), "second")
 
     @gen_test
     async def test_close_after_a_large_echo_is_answered(self) -> None:
@@ -382,7 +383,7 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         ws.write_message(big, binary=True)
         self.assertEqual(await ws.read_message(), big)
         ws.close(1000)
-        self.assertIsNone(await asyncio.wait_for(ws.read_message(), 2))
+        self.assertIsNone(await asyncio.wait_for(ws.read_message(), HANG_GUARD))
         self.assertEqual(ws.close_code, 1000)
         self.assertEqual((await self.rec.closed)[0], 1000)
 

@@ -12,13 +12,14 @@ from typing import Any, Optional
 
 from squall.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 
+from ..._wait import HANG_GUARD
 from .._util import load
 
 forum = load("forum/app.py")
 # A bound on a request that hangs, not a measure of speed: with both suites
 # of `make test` on two cores, a reply posted on MariaDB beside three other
 # posters and four readers once took longer than 3 s.
-LIMIT_REQUEST = 10.0
+LIMIT_REQUEST = HANG_GUARD
 PASSWORD = "correct horse battery"
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from squall.httpclient import HTTPRequest
 from squall.websocket import websocket_connect
+from tests._wait import HANG_GUARD
 
 from .._util import DEMOS, load, run
 from ..test_chat_browser import CHROMIUM
@@ -197,7 +198,7 @@ def test_make_demo_cluster_local_says_each_step_and_the_address_last() -> None:
             # It stops its workers (draining), then Redis and nginx.
             process.terminate()
             try:
-                await asyncio.wait_for(process.communicate(), 20)
+                await asyncio.wait_for(process.communicate(), HANG_GUARD)
             finally:
                 if process.returncode is None:
                     process.kill()

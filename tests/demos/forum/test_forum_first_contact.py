@@ -134,7 +134,7 @@ def test_a_page_that_reconnects_elsewhere_is_counted_once(tmp_path: Path) -> Non
                 present: dict[str, str] = await pubsub.presence(channel)
                 return "websocket" in present.values()
 
-            await until_answer(rejoined, limit=5)
+            await until_answer(rejoined)
             assert await pubsub.presence(channel) == {reader: "websocket"}
             assert await pubsub.presence_count(channel) == 1
             ws.close()

@@ -351,3 +351,19 @@ def test_the_front_page_chart_is_drawn_from_the_records(
     assert figures.CHART not in figures.stale()
     figures.CHART.write_text(drawn.replace(f"{row['ratio_cpu']:.2f}x", "99.00x"))
     assert figures.CHART in figures.stale()
+
+
+def test_the_readmes_real_application_figures_are_the_recorded_ones() -> None:
+    # Quoted in the README's prose below the headline (which has no room): each
+    # must be the ratio bench-apps recorded for that row.
+    readme = (figures.ROOT / "README.md").read_text()
+    record = json.loads((figures.RESULTS / "apps.json").read_text())
+    for quoted, workload in (
+        ("Jupyter Server's `/api/status` is", "jupyter status"),
+        ("a notebook's content", "jupyter notebook"),
+        ("kernel's messages", "kernel messages"),
+    ):
+        row = next(r for r in record["rows"] if r["workload"] == workload)
+        said = readme.split(quoted, 1)[1].split()[0].strip(",.")
+        assert said == f"{row['ratio_cpu']:.2f}x", (workload, said)
+    assert f"on CPython {record['python'].rsplit('.', 1)[0]} ([Real" in readme

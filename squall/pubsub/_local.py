@@ -80,14 +80,19 @@ class LocalPresence:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, tuple[str, dict[str, float]]]] = {}
 
-    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
+    async def put(
+        self, channel: str, holds: Sequence[Hold], ttl: float, join: bool = False
+    ) -> list[str]:
         now = time.monotonic()
         here = self._entries.setdefault(channel, {})
         back = []
         for client, owner, info in holds:
-            owners = _live(here.get(client), now)
+            held = here.get(client)
+            owners = _live(held, now)
             if not owners:
                 back.append(client)
+            elif not join and held is not None:
+                info = held[0]  # a refresh keeps the info of the entry's last join
             owners[owner] = now + ttl
             here[client] = (info, owners)
         return back

@@ -96,9 +96,14 @@ class PresenceStore(Protocol):
     (`Presence.owner`), each hold with its own expiry; it lives while one does.
     """
 
-    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
-        """Writes (or refreshes) ``holds`` for ``ttl`` seconds; each sets its
-        entry's info. Returns the client ids that had no live entry before."""
+    async def put(
+        self, channel: str, holds: Sequence[Hold], ttl: float, join: bool = False
+    ) -> list[str]:
+        """Writes (or refreshes) ``holds`` for ``ttl`` seconds. A join's hold
+        (``join``) sets its entry's info; a refresh's sets it only where it
+        puts the entry back (no other hold's refresh may put the info of an
+        older join back over a later one's). Returns the client ids that had
+        no live entry before."""
 
     async def remove(self, channel: str, client: str, owner: str) -> bool:
         """Lets go of ``owner``'s hold on ``client``'s entry; True when no live
@@ -122,7 +127,9 @@ class NoPresence:
     def _refuse(self) -> NotImplementedError:
         return NotImplementedError(f"{self.engine} has no presence")
 
-    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
+    async def put(
+        self, channel: str, holds: Sequence[Hold], ttl: float, join: bool = False
+    ) -> list[str]:
         raise self._refuse()
 
     async def remove(self, channel: str, client: str, owner: str) -> bool:
@@ -224,7 +231,7 @@ class Roster:
         check_channel(channel)
         _check(client, info)
         entry = Presence(self, channel, client, info, f"{self._token}.{next(self._count)}")
-        await self.store.put(channel, [(client, entry.owner, info)], self.ttl)
+        await self.store.put(channel, [(client, entry.owner, info)], self.ttl, join=True)
         self._present[entry.owner] = entry
         self._heartbeat.start()
         try:

@@ -360,24 +360,31 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: zset, info hash, holds hash. ARGV: ttl_ms, then (client, owner,
-# info) triples. Returns the clients that had no live entry before.
+# KEYS: zset, info hash, holds hash. ARGV: ttl_ms, join (1: a join's holds,
+# which set their entries' info; 0: a refresh's, which set it only where they
+# put an entry back), then (client, owner, info) triples. Returns the
+# clients that had no live entry before.
 PRESENCE_SET_LUA = (
     _HOLDS_LUA
     + """
 local ttl = tonumber(ARGV[1])
+local join = ARGV[2] == '1'
 local back = {}
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local client = ARGV[i]
   local score = redis.call('ZSCORE', KEYS[1], client)
-  if not score or tonumber(score) <= now then
+  local gone = not score or tonumber(score) <= now
+  if gone then
     back[#back + 1] = client
   end
   local kept, top = live_holds(redis.call('HGET', KEYS[3], client), now, ARGV[i + 1])
   kept[#kept + 1] = ARGV[i + 1]
   kept[#kept + 1] = now + ttl
   redis.call('ZADD', KEYS[1], math.max(top, now + ttl), client)
-  redis.call('HSET', KEYS[2], client, ARGV[i + 2])
+  if join or gone then
+    -- a refresh keeps the info of the entry's last join
+    redis.call('HSET', KEYS[2], client, ARGV[i + 2])
+  end
   redis.call('HSET', KEYS[3], client, table.concat(kept, ' '))
 end
 for k = 1, 3 do
@@ -592,11 +599,13 @@ class RedisPresence:
         except site.lost as exc:
             raise ConnectionError(f"presence on Redis failed: {exc}") from exc
 
-    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
+    async def put(
+        self, channel: str, holds: Sequence[Hold], ttl: float, join: bool = False
+    ) -> list[str]:
         ttl_ms = max(1, int(ttl * 1000))
         back: list[str] = []
         for start in range(0, len(holds), 500):  # bounded script arguments
-            args: list[Any] = [ttl_ms]
+            args: list[Any] = [ttl_ms, 1 if join else 0]
             for hold in holds[start : start + 500]:
                 args += hold
             back += (c.decode("utf-8", "replace") for c in await self._run(0, channel, args))

@@ -212,11 +212,13 @@ class RefusingOnce:
         self.store = LocalPresence()
         self.puts = 0
 
-    async def put(self, channel: str, holds: Sequence[Hold], ttl: float) -> list[str]:
+    async def put(
+        self, channel: str, holds: Sequence[Hold], ttl: float, join: bool = False
+    ) -> list[str]:
         self.puts += 1
         if self.puts == 2:
             raise RuntimeError("OOM command not allowed when used memory > 'maxmemory'")
-        return await self.store.put(channel, holds, ttl)
+        return await self.store.put(channel, holds, ttl, join)
 
     async def remove(self, channel: str, client: str, owner: str) -> bool:
         return await self.store.remove(channel, client, owner)

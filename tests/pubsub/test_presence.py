@@ -156,6 +156,31 @@ def test_a_client_joined_twice_stays_until_its_last_handle_leaves(make: Any, whe
     run(main())
 
 
+def test_a_refresh_keeps_the_info_of_the_entrys_last_join(make: Any) -> None:
+    """Two tabs of one client, on two processes: each process's heartbeat
+    refreshes its own tab's hold, and must not put its older info back over
+    the later join's (the entry showed a tab that had left until the other
+    process's next beat)."""
+
+    async def main() -> None:
+        node_a, node_b = make(), make()
+        try:
+            first = await node_a.join("room", "ann", "tab 1")
+            await node_b.join("room", "ann", "tab 2")
+            # node_a's beat, as its heartbeat makes it.
+            store = node_a._roster.store
+            assert await store.put("room", [("ann", first.owner, "tab 1")], 30.0) == []
+            assert await node_b.presence("room") == {"ann": "tab 2"}
+            await first.leave()
+            assert await node_b.presence("room") == {"ann": "tab 2"}
+        finally:
+            await node_a.close()
+            if node_b is not node_a:
+                await node_b.close()
+
+    run(main())
+
+
 def test_an_entry_a_refresh_puts_back_is_announced(make: Any) -> None:
     """An entry that expired while its process could not refresh it (the
     broker out of reach for longer than the TTL: here removed under it) and

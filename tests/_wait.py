@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the benchmarks that start brokers import this without pytest
     import pytest
@@ -49,3 +50,20 @@ def hang_guard_for_gen_test(monkeypatch: pytest.MonkeyPatch) -> None:
     except ValueError:
         pass
     monkeypatch.setenv("ASYNC_TEST_TIMEOUT", str(HANG_GUARD))
+
+
+def waits_asked_by(module: str, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays that code of ``module`` (a module's ``__name__``) asks
+    ``asyncio.sleep`` for, from now on: what a test of a retry loop checks
+    instead of the time it took (a loaded machine makes the waits last
+    longer, never makes the code ask for more)."""
+    waits: list[float] = []
+    sleep = asyncio.sleep
+
+    def counted(delay: float, result: Any = None) -> Any:
+        if sys._getframe(1).f_globals.get("__name__") == module:
+            waits.append(delay)
+        return sleep(delay, result)
+
+    monkeypatch.setattr(asyncio, "sleep", counted)
+    return waits

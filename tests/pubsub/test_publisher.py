@@ -14,7 +14,7 @@ import pytest
 from squall.pubsub._publisher import RetriedPublisher
 from squall.pubsub._redis_scripts import RedisSite
 from squall.pubsub._types import Position, Status
-from tests._wait import HANG_GUARD
+from tests._wait import HANG_GUARD, waits_asked_by
 
 
 class _Client:
@@ -134,14 +134,7 @@ def test_a_broker_that_never_answers_fails_the_publish_within_its_timeout(
     async def answer(args: list[Any]) -> list[Any]:
         raise OSError("refused")
 
-    waits: list[float] = []
-    sleep = asyncio.sleep
-
-    async def counted_sleep(delay: float, result: Any = None) -> Any:
-        waits.append(delay)  # (a sleep(0) is a loop turn: adds nothing)
-        return await sleep(delay, result)
-
-    monkeypatch.setattr(asyncio, "sleep", counted_sleep)
+    waits = waits_asked_by("squall.pubsub._publisher", monkeypatch)
 
     async def main() -> None:
         client = _Client(answer)

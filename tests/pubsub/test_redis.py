@@ -18,25 +18,15 @@ import pytest
 
 from squall.pubsub import Position, RedisPubSub, Subscription
 
-from .._wait import HANG_GUARD, until_answer
+from .._wait import HANG_GUARD, until_answer, waits_asked_by
 from ._redis_server import RedisServer, free_port
 
 HERE = Path(__file__).resolve().parent
 
 
 def publisher_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The waits the publisher asks for between attempts, from now on (a
-    loaded machine makes them last longer, never asks for more)."""
-    waits: list[float] = []
-    sleep = asyncio.sleep
-
-    def counted(delay: float, result: Any = None) -> Any:
-        if sys._getframe(1).f_globals.get("__name__") == "squall.pubsub._publisher":
-            waits.append(delay)
-        return sleep(delay, result)
-
-    monkeypatch.setattr(asyncio, "sleep", counted)
-    return waits
+    """The waits the publisher asks for between attempts, from now on."""
+    return waits_asked_by("squall.pubsub._publisher", monkeypatch)
 
 
 def run(coro: object, limit: float = HANG_GUARD) -> None:

@@ -199,6 +199,15 @@ if TYPE_CHECKING or STACK == "aioquic":
     from aioquic.quic.packet import QuicPacketType, encode_quic_retry
     from aioquic.quic.packet import pull_quic_header as _pull_quic_header
     from aioquic.quic.retry import QuicRetryTokenHandler
+
+    if STACK == "aioquic":
+        # aioquic's check of each received field section, in one scan of
+        # its bytes rather than a Python loop over them (squall._h3fields).
+        import aioquic.h3.connection
+
+        from squall._h3fields import install as _install_field_check
+
+        _install_field_check(aioquic.h3.connection)
 else:
     from qh3._hazmat import Buffer, BufferReadError, encode_uint_var
     from qh3.asyncio.protocol import QuicConnectionProtocol

@@ -49,6 +49,7 @@ for level, names in enumerate(
             "_wswrite",
             "_fastpaths",
             "_qpack",
+            "_h3fields",
             "_sse",
         ],
         ["util", "escape", "log", "options", "speedups", "extras", "_traits"],
@@ -181,6 +182,7 @@ def test_sans_io_cores_import_no_io(path: Path) -> None:
 CORES = [
     "_h1",
     "_qpack",
+    "_h3fields",
     "_ws",
     "_h2",
     "_content_coding",

@@ -9,13 +9,15 @@ pseudo-header rules of RFC 9114 §4.3. For a browser's request (17 fields,
 900 bytes: Chromium's client hints, its user agent, a session cookie) that
 loop was 30% of the instructions Squall's HTTP/3 server spent on the whole
 request (``benchmarks/callgrind_h3.py --browser-head``: 1,420,145, and
-989,481 with this check). `validate_headers` here gives every section the same answer
-(the same `MessageError`, with the same message, for the same first fault;
-the same ``expected_content_length`` on the stream) from a few scans, by
-``bytes`` methods, of all the names joined and all the values joined; a
-field is checked byte by byte only in a section those scans do not clear,
-to name its fault. tests/h3/test_fields.py compares it
-with aioquic's own function on generated sections.
+989,481 with this check).
+
+`validate_headers` here gives every section the same answer (the same
+`MessageError`, with the same message, for the same first fault; the same
+``expected_content_length`` on the stream) from a few scans, by ``bytes``
+methods, of all the names joined and all the values joined; a field is
+checked byte by byte only in a section those scans do not clear, to name
+its fault. tests/h3/test_fields.py compares it with aioquic's own function
+on generated sections.
 
 `install` puts it in place of aioquic's module-level ``validate_headers``,
 which the four checks (request, response, trailers, push promise) call: for

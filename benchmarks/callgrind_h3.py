@@ -214,38 +214,6 @@ class ClientTransport(asyncio.DatagramTransport):
         pass
 
 
-# --browser-head: the fields Chromium sends with a fetch() beside the
-# pseudo-headers (its client hints, user agent, a session cookie): 17
-# fields and about 900 bytes in all, where the plain head is 4 and 50.
-BROWSER_FIELDS = [
-    (b"sec-ch-ua", b'"Chromium";v="156", "Not)A;Brand";v="24"'),
-    (b"sec-ch-ua-mobile", b"?0"),
-    (b"sec-ch-ua-platform", b'"Linux"'),
-    (
-        b"user-agent",
-        b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
-        b" Chrome/156.0.0.0 Safari/537.36",
-    ),
-    (b"accept", b"application/json, text/plain, */*"),
-    (b"sec-fetch-site", b"same-origin"),
-    (b"sec-fetch-mode", b"cors"),
-    (b"sec-fetch-dest", b"empty"),
-    (b"referer", b"https://localhost/lab/tree/nb.ipynb"),
-    (b"accept-encoding", b"gzip, deflate, br, zstd"),
-    (b"accept-language", b"en-US,en;q=0.9"),
-    (
-        b"cookie",
-        b"_xsrf=2|8f1e6a3b|5b8d0c2e4f6a8b1c3d5e7f9a0b2c4d6e|1732912345; "
-        b'username-localhost="2|1:0|10:1732912345|18:username-localhost|196:'
-        + b"e" * 196
-        + b"|"
-        + b"0123456789abcdef" * 4
-        + b'"',
-    ),
-    (b"priority", b"u=1, i"),
-]
-
-
 def make_client_class(stack: str) -> Any:
     from importlib import import_module
 
@@ -272,6 +240,8 @@ def make_client_class(stack: str) -> Any:
                 (b":path", b"/?n=bench"),
             ]
             if browser:
+                from h3load import BROWSER_FIELDS
+
                 self.head += BROWSER_FIELDS
 
         def fill(self) -> None:
@@ -538,7 +508,7 @@ def main() -> int:
     ap.add_argument(
         "--browser-head",
         action="store_true",
-        help="requests with the fields a browser sends (BROWSER_FIELDS), not the pseudo-headers alone",
+        help="requests with the fields a browser sends (h3load.BROWSER_FIELDS), not the pseudo-headers alone",
     )
     ap.add_argument("--profile", action="store_true", help="stages and hottest C functions")
     ap.add_argument("--json", help="also write the figures to this file")

@@ -1,5 +1,6 @@
 """squall._h3fields: aioquic's check of a received field section, done by a
-scan of all its bytes at once, gives every section aioquic's own answer.
+few scans of its names and values joined, gives every section aioquic's
+own answer.
 
 Compared with a copy of aioquic's module loaded apart (its functions as
 aioquic ships them), through the four checks aioquic's connection calls:

@@ -7,6 +7,7 @@ The server is aioquic's, answering every request with raw frames.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -18,7 +19,7 @@ import pytest
 pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol  # noqa: E402
-from aioquic.asyncio.server import serve  # noqa: E402
+from aioquic.asyncio.server import QuicServer  # noqa: E402
 from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection, encode_frame  # noqa: E402
 from aioquic.h3.events import HeadersReceived  # noqa: E402
 from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
@@ -29,7 +30,7 @@ from squall.h3client import H3AsyncHTTPClient  # noqa: E402
 from squall.httpclient import HTTPClientError  # noqa: E402
 from squall.httpserver._h3conn import GuardedH3Connection  # noqa: E402
 from squall.simple_httpclient import HTTPStreamClosedError  # noqa: E402
-from squall.testing import ExpectLog, bind_unused_port  # noqa: E402
+from squall.testing import ExpectLog  # noqa: E402
 from tests.h3._stack import STACK  # noqa: E402
 
 from ._serve import LOOPS, run  # noqa: E402
@@ -82,14 +83,17 @@ class Hostile(QuicConnectionProtocol):
 
 @contextlib.asynccontextmanager
 async def hostile_server(answer: Answer) -> AsyncIterator[int]:
-    sock, port = bind_unused_port()
-    sock.close()  # only its number: aioquic binds the UDP port itself
     config = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN))
     config.load_cert_chain(os.path.join(CERTS, "test.crt"), os.path.join(CERTS, "test.key"))
     protocol: Callable[..., Hostile] = type("Answering", (Hostile,), {"answer": answer})
-    server = await serve("127.0.0.1", port, configuration=config, create_protocol=protocol)
+    # Port 0: the system picks a free UDP port (a TCP port found free, then
+    # closed and bound again for UDP, may be another suite's QUIC port).
+    transport, server = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: QuicServer(configuration=config, create_protocol=protocol),
+        local_addr=("127.0.0.1", 0),
+    )
     try:
-        yield port
+        yield transport.get_extra_info("sockname")[1]
     finally:
         server.close()
 

@@ -201,8 +201,8 @@ if TYPE_CHECKING or STACK == "aioquic":
     from aioquic.quic.retry import QuicRetryTokenHandler
 
     if STACK == "aioquic":
-        # aioquic's check of each received field section, in one scan of
-        # its bytes rather than a Python loop over them (squall._h3fields).
+        # aioquic's check of each received field section, in a few scans
+        # of its bytes rather than a Python loop over them (squall._h3fields).
         import aioquic.h3.connection
 
         from squall._h3fields import install as _install_field_check

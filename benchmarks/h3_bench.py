@@ -3,6 +3,12 @@ and Squall's HTTP/3 against its own HTTP/2 and HTTP/1.1 (over TLS). Squall's
 HTTP/3 runs on each QUIC stack: its default (aioquic when installed, the row
 "squall h3") and qh3 ("squall h3 qh3").
 
+The HTTP/3 contenders' requests carry the four pseudo-headers alone.
+"squall h3 browser" and "hypercorn h3 browser" send, besides, the fields a
+browser sends with each request (``h3load.BROWSER_FIELDS``: 17 fields and
+about 900 bytes, written after those Chromium sends with a ``fetch()``),
+which both servers' QPACK decoders and field checks then read.
+
 Each server runs pinned to core 0 and the load generator to core 1: for
 HTTP/3 ``benchmarks/h3load.py`` (aioquic; h2load here has no QUIC), for
 HTTP/2 and HTTP/1.1 h2load over TLS. The contenders alternate over
@@ -128,12 +134,13 @@ class Server:
         stop_process(self.proc)
 
 
-def h3load(port: int, args: argparse.Namespace) -> tuple[float, float]:
-    """(requests, seconds) from the HTTP/3 generator."""
+def h3load(port: int, args: argparse.Namespace, browser: bool) -> tuple[float, float]:
+    """(requests, seconds) from the HTTP/3 generator; with a browser's fields
+    on every request where ``browser``."""
     argv = [
         "taskset", "-c", "1", sys.executable, os.path.join(ROOT, "benchmarks", "h3load.py"),
         str(port), "--connections", str(args.connections), "--streams", str(args.streams),
-        "--duration", f"{args.duration:g}",
+        "--duration", f"{args.duration:g}", *(["--browser-head"] if browser else []),
     ]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
     if out.returncode != 0:
@@ -165,10 +172,14 @@ def measure(
 ) -> tuple[float, float]:
     """One run: (requests per second, requests per server CPU-second).
 
-    ``name`` is "SERVER PROTOCOL [QUIC STACK]": "squall h3 qh3" runs
-    Squall's HTTP/3 on qh3 (SQUALL_QUIC), "squall h3" on its default.
+    ``name`` is "SERVER PROTOCOL [QUIC STACK] [browser]": "squall h3 qh3"
+    runs Squall's HTTP/3 on qh3 (SQUALL_QUIC), "squall h3" on its default;
+    "browser" sends a browser's fields with every request.
     """
     server_name, protocol, *stack = name.split()
+    browser = stack[-1:] == ["browser"]
+    if browser:
+        stack.pop()
     env = dict(os.environ, SQUALL_QUIC=stack[0]) if stack else None
     port = free_port()
     full = [*argv, "--bind", f"127.0.0.1:{port}", "--quic-bind", f"127.0.0.1:{port}"]
@@ -179,7 +190,7 @@ def measure(
         time.sleep(0.5)  # the UDP endpoint starts on the loop's first turns
         before = tree_cpu_seconds(server.proc.pid)
         if protocol == "h3":
-            requests, seconds = h3load(port, args)
+            requests, seconds = h3load(port, args, browser)
         else:
             requests, seconds = h2load(port, args, h1=protocol == "h1")
         used = tree_cpu_seconds(server.proc.pid) - before
@@ -211,6 +222,7 @@ def main() -> int:
     contenders: list[tuple[str, list[str], Optional[str]]] = [
         ("squall h3", [sys.executable, "-c", SQUALL_SERVER], appdir),
         ("squall h3 qh3", [sys.executable, "-c", SQUALL_SERVER], appdir),
+        ("squall h3 browser", [sys.executable, "-c", SQUALL_SERVER], appdir),
     ]
     # The servers run in appdir: a relative interpreter path (the Makefile's
     # .venv-hypercorn/bin/python) would not be found there.
@@ -233,14 +245,12 @@ def main() -> int:
             f"{platform.python_version()}: give --hypercorn-python one of this Python"
         )
     if probe.returncode == 0:
-        contenders.append(
-            (
-                "hypercorn h3",
-                [args.hypercorn_python, "-m", "hypercorn", "--certfile", CERT, "--keyfile", KEY,
-                 "--worker-class", "uvloop", "hc_app:app"],
-                appdir,
-            )
-        )  # fmt: skip
+        hypercorn = [args.hypercorn_python, "-m", "hypercorn", "--certfile", CERT,
+                     "--keyfile", KEY, "--worker-class", "uvloop", "hc_app:app"]  # fmt: skip
+        contenders += [
+            ("hypercorn h3", hypercorn, appdir),
+            ("hypercorn h3 browser", hypercorn, appdir),
+        ]
     else:
         print(f"hypercorn[h3] not found in {args.hypercorn_python}: left out", file=sys.stderr)
     if shutil.which("h2load"):
@@ -288,28 +298,35 @@ def _minor(version: str = "") -> str:
     return ".".join((version or platform.python_version()).split(".")[:2])
 
 
-# What the recorded rows call Squall's HTTP/3 on each stack (squall/_quicstack.py).
+# What the recorded rows call Squall's HTTP/3 on each stack (squall/_quicstack.py),
+# and which of Hypercorn's runs each is put against: the one sent the same requests.
 RECORD_LABELS = {
-    "squall h3": "HTTP/3, hello world through `Application` (Squall on aioquic)",
-    "squall h3 qh3": "HTTP/3, hello world through `Application` (Squall on qh3)",
+    "squall h3": ("HTTP/3, hello world through `Application` (Squall on aioquic)", "hypercorn h3"),
+    "squall h3 qh3": ("HTTP/3, hello world through `Application` (Squall on qh3)", "hypercorn h3"),
+    "squall h3 browser": (
+        "HTTP/3, hello world with a browser's 17 request fields (Squall on aioquic)",
+        "hypercorn h3 browser",
+    ),
 }
 HYPERCORN = "Hypercorn (a bare ASGI app, aioquic, uvloop)"
 
 
 def record_rows(medians: dict[str, tuple[float, float]]) -> list[dict[str, float | str]]:
-    """Each Squall stack's ratios to Hypercorn: requests per server CPU-second and per second."""
-    theirs = medians.get("hypercorn h3")
-    if theirs is None or not theirs[0] or not theirs[1]:
-        return []
-    return [
-        {
-            "label": f"{label} / {HYPERCORN}",
-            "ratio_cpu": round(medians[ours][1] / theirs[1], 3),
-            "ratio_rps": round(medians[ours][0] / theirs[0], 3),
-        }
-        for ours, label in RECORD_LABELS.items()
-        if ours in medians
-    ]
+    """Each Squall row's ratios to Hypercorn's run of the same requests:
+    requests per server CPU-second and per second."""
+    rows: list[dict[str, float | str]] = []
+    for ours, (label, against) in RECORD_LABELS.items():
+        theirs = medians.get(against)
+        if ours not in medians or theirs is None or not theirs[0] or not theirs[1]:
+            continue
+        rows.append(
+            {
+                "label": f"{label} / {HYPERCORN}",
+                "ratio_cpu": round(medians[ours][1] / theirs[1], 3),
+                "ratio_rps": round(medians[ours][0] / theirs[0], 3),
+            }
+        )
+    return rows
 
 
 def record(

@@ -294,12 +294,19 @@ def test_the_h3_rows_put_each_quic_stack_against_hypercorn(
     h3 = _bench("_bench_h3", "benchmarks/h3_bench.py", monkeypatch)
     medians = {"squall h3": (1000.0, 4000.0), "squall h3 qh3": (2000.0, 9000.0)}
     medians |= {"hypercorn h3": (400.0, 1000.0), "squall h2": (9000.0, 30000.0)}
+    # A browser's fields: Squall's run is put against Hypercorn's of the same requests.
+    medians |= {"squall h3 browser": (600.0, 3000.0), "hypercorn h3 browser": (300.0, 500.0)}
     rows = {r["label"]: (r["ratio_cpu"], r["ratio_rps"]) for r in h3.record_rows(medians)}
     label = next(q[2] for q in figures.HEADLINE if q[0].startswith("HTTP/3"))
     (headline,) = [name for name in rows if fnmatch.fnmatchcase(name, label)]
     assert "aioquic" in headline and rows[headline] == (4.0, 2.5)
-    assert sorted(rows.values()) == [(4.0, 2.5), (9.0, 5.0)]
-    # Without Hypercorn's run there is nothing to record.
+    (browser,) = [name for name in rows if "browser" in name]
+    assert "aioquic" in browser and rows[browser] == (6.0, 2.0)
+    assert sorted(rows.values()) == [(4.0, 2.5), (6.0, 2.0), (9.0, 5.0)]
+    # A row whose Hypercorn run is missing is left out.
+    del medians["hypercorn h3 browser"]
+    assert len(h3.record_rows(medians)) == 2
+    # Without Hypercorn's runs there is nothing to record.
     del medians["hypercorn h3"]
     assert h3.record_rows(medians) == []
 

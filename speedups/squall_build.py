@@ -119,9 +119,9 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # (its scope): callgrind_asgi.py, bare ASGI app, squall-bare 106.8k net per
 # request, Starlette hello 183.1k (uvicorn 162.7k and 239.4k); with the scope
 # built in _scope (not the interpreted delegate) 95.9k and 171.9k; with a
-# spare Task reused for a first step (3.11; removed by issue 59), the scope copied from a
+# spare Task reused for a first step (3.11; removed since), the scope copied from a
 # template and the modules' constants Final, uvloop: bare 82.8k -> ~72k.
-# squall._request_task (the Task each request runs in, issue 59) is
+# squall._request_task (the Task each request runs in) is
 # compiled: the delegate and the ASGI cycle call its start() for every
 # request, a compiled call without a Python frame.
 # With the response head rendered from the app's byte pairs as well
@@ -134,10 +134,10 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # for the same reason: the HTTP/1.1 driver checks it once per request.
 # squall.httpserver._h1output and _h1lifecycle hold _HTTPProtocol's bases
 # (its fields and output, its connection life), split out of _protocol for
-# size (issue 59): compiled with it, so that one class's code stays native.
+# size: compiled with it, so that one class's code stays native.
 # squall.httputil._exchange (Exchange, marked for interpreted subclasses) is
 # compiled so that _RequestConnection runs Exchange's write, finish and
-# phase with its own emit hooks (issue 38). Hello, asyncio loop,
+# phase with its own emit hooks. Hello, asyncio loop,
 # squall-httptools, instructions per request: 130,540 before (it subclassed
 # HTTPConnection and wrote its own write, finish, phase and close callback);
 # 129,958 with HTTPConnection compiled too, but compiled code then checks
@@ -149,7 +149,7 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # mypyc makes fields only of what the compiled class declares, and context
 # and close_callback_attribute, declared by the interpreted HTTPConnection
 # alone, went to a dict made for every request. Exchange declares them too
-# (issue 35), HTTPConnection stays interpreted and unchecked: hello,
+# and HTTPConnection stays interpreted and unchecked: hello,
 # squall, instructions per request, asyncio loop 127,116 -> 125,624,
 # uvloop 102,343 -> 100,841.
 # squall.httputil._qs (_parse_qs_bytes, moved out of the interpreted _forms):
@@ -158,7 +158,7 @@ COMPILED_PACKAGES = ("_h1", "_ws", "_h2")
 # Application over h2c, the handler reads ?n=, n=800: h2load stream 128.3k ->
 # 126.2k instructions per request, varied stream (three query fields) 255.1k -> 251.4k.
 # squall.httpserver._muxstream and squall.httpserver._h2stream (an HTTP/2
-# request's connection, issue 37): the compiled _h2protocol reads and writes
+# request's connection): the compiled _h2protocol reads and writes
 # the stream's fields natively, and Exchange calls its emit hooks natively.
 # _MuxStream is marked for interpreted subclasses (_H3Stream, which imports
 # the optional aioquic, stays interpreted); a compiled subclass cannot narrow
@@ -236,9 +236,9 @@ SKIPPED: dict[str, str] = {
 # API only); the rest goes to the Python method. callgrind_broadcast.py
 # -c 300, squall-loop, uvloop, pure tree otherwise, instructions per
 # delivery: Python method 3,253, this module 2,149 (with the version-tag
-# caches it had before issue 59, 1,768).
+# caches it had before it kept to CPython's public API, 1,768).
 # c/packing.c (squall._ws._packing), c/h2frame.c (squall._h2._framing) and
-# c/typetags.c (squall._typetags) were removed (issue 59): each saved under
+# c/typetags.c (squall._typetags) were removed: each saved under
 # 2% of a headline path (a handshake, an HTTP/2 response, an access line),
 # which a rebuild moves as much; _packing and _framing are compiled by mypyc
 # with their packages again, _typetags stays pure (the CHANGELOG has the

@@ -161,7 +161,7 @@ PLAN: dict[str, str] = {
     "curl -d text=hello http://127.0.0.1:8000/rooms/lobby": RUN,
     # docs/guide/websocket-scale.md
     "make bench-c1m": "a benchmark of a million connections: it sets sysctls and takes "
-    "the machine for an hour (issue 75), not a first-contact command",
+    "the machine for an hour, not a first-contact command",
     'make bench-c1m C1M_ARGS="--kind aiohttp"': "as make bench-c1m",
     'make bench-c1m C1M_STEPS=100000 C1M_ARGS="--ping 30 --idle 90"': "as make bench-c1m",
 }

@@ -300,7 +300,7 @@ PRIVATE_KNOWN = {
     ("cli/_serving.py", "squall.httpserver._context._CallableAdapter"): (
         "the runner wraps a request callback as HTTPServer does"
     ),
-    # Issue 60: the supervisor owns the QUIC slot sockets and their BPF
+    # The supervisor owns the QUIC slot sockets and their BPF
     # program, the worker's server issues the connection IDs: one routing
     # scheme on both sides of the seam, not yet behind a public interface.
     ("cli/_quicslots.py", "squall.httpserver._quicroute.MAX_SLOTS"): (
@@ -466,7 +466,7 @@ def test_private_getattr_scan_finds_one(tmp_path: Path) -> None:
     assert found == ["getattr(stream, '_ws')", "hasattr(conn, '_drain')"]
 
 
-# asyncio's private state (DESIGN.md, "Compiled speedups"; issue 59): a
+# asyncio's private state (DESIGN.md, "Compiled speedups"): a
 # private name of asyncio read or written (``asyncio.tasks._current_tasks``,
 # ``from asyncio.tasks import _enter_task``, a Future's
 # ``_asyncio_future_blocking``), or a live object initialised again
@@ -628,7 +628,7 @@ def test_known_asyncio_internals_still_exist() -> None:
 
 
 def test_asyncio_internals_scan_finds_them(tmp_path: Path) -> None:
-    # What the Task recycling of 3.11 did (issue 59), each seen; a squall
+    # What the Task recycling of 3.11 did, each seen; a squall
     # object's own underscore names and a base class's __init__ are not.
     module = tmp_path / "m.py"
     module.write_text(
@@ -891,7 +891,7 @@ def test_circle_finder_finds_circles() -> None:
 
 # Import circles that stand, each a decision nobody owns yet; the list only
 # shrinks (a circle found must lie inside one of these). Broken by moving
-# what both sides need below them (issue 73): asgi's server and its cycles
+# what both sides need below them: asgi's server and its cycles
 # (`asgi/_host.py`), cli's supervisor, worker and metrics (`WorkerCensus`,
 # `cli/_alias.py`), http1connection and httputil/_drivers
 # (`HTTP1ConnectionParameters` lives in _drivers).

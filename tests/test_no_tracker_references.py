@@ -1,9 +1,12 @@
 """No reference to the project's private tracker in what a reader sees.
 
 "Issue 77" means nothing to someone reading the README, the docs or the
-code: the reason it stood for belongs in the sentence itself. The
-CHANGELOG keeps its own history and is not read here; tests/ may name an
-issue only as test data (this file's own examples).
+code (the package, its tests, the speedups, the compatibility harnesses,
+the benchmarks, the fuzzers): the reason it stood for belongs in the
+sentence itself. The CHANGELOG keeps its own history and is not read here;
+tests/ may name an issue only as test data (this file's own examples, the
+one file of tests/ left out). Generated records and fetched files are left
+out too: they are not ours to word.
 """
 
 from __future__ import annotations
@@ -18,10 +21,39 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # "issue 77", "Issue 22's", "issues 22 and 36", "issue #5".
 REFERENCE = re.compile(r"\bissues? #?[0-9]", re.IGNORECASE)
-# What a reader (of the README, the docs site, the code) reads.
-READ = ("README.md", "docs", "squall", "Makefile", "demos")
-# Generated or fetched files that are not ours to word.
-LEFT_OUT = ("docs/_build/", "/node_modules/")
+# What a reader (of the README, the docs site, the code) reads: every
+# top-level directory and file git lists but the CHANGELOG, the licence and
+# git's own settings.
+READ = (
+    "README.md",
+    "docs",
+    "squall",
+    "Makefile",
+    "demos",
+    "tests",
+    "speedups",
+    "compat",
+    "benchmarks",
+    "fuzz",
+    ".ci",
+    "_squall_pytest_plugin.py",
+    "pyproject.toml",
+    "setup.py",
+    "MANIFEST.in",
+)
+# Generated or fetched files that are not ours to word: the docs build,
+# npm's packages and lock files, the benchmarks' recorded runs, Tornado's
+# probed surface, the fuzzers' saved inputs; and this file, whose examples
+# are test data.
+LEFT_OUT = (
+    "docs/_build/",
+    "/node_modules/",
+    "/package-lock.json",
+    "/benchmarks/results/",
+    "/compat/surface/tornado-",
+    "/fuzz/regressions/",
+    "/tests/test_no_tracker_references.py",
+)
 
 # What git lists of a checkout: the suite run against an installed squall
 # (make test-compiled, make dist) runs from a copy without squall/ and
@@ -45,7 +77,7 @@ def tracked_text_files() -> list[Path]:
         path = ROOT / name
         if any(part in f"/{name}" for part in LEFT_OUT) or not path.is_file():
             continue
-        if path.suffix in {".png", ".jpg", ".so", ".ico", ".woff", ".woff2", ".gz"}:
+        if path.suffix in {".png", ".jpg", ".so", ".ico", ".woff", ".woff2", ".gz", ".mo"}:
             continue
         files.append(path)
     return files
@@ -74,6 +106,9 @@ def test_the_files_read_are_found() -> None:
     names = {str(path.relative_to(ROOT)) for path in tracked_text_files()}
     assert "README.md" in names and "squall/__init__.py" in names
     assert any(name.startswith("docs/guide/") for name in names)
+    assert {"tests/COMPAT.md", "speedups/squall_build.py", "compat/surface/known.json"} <= names
+    assert "tests/test_no_tracker_references.py" not in names
+    assert not any(name.startswith("benchmarks/results/") for name in names)
 
 
 def test_no_tracker_reference_in_what_readers_read() -> None:

@@ -1,4 +1,4 @@
-"""The instruction-count gate (benchmarks/gate.py, issue 77).
+"""The instruction-count gate (benchmarks/gate.py).
 
 The comparison itself is tested here on made-up records; the committed
 records are checked for what makes them comparable (every workload, both

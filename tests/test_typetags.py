@@ -1,7 +1,7 @@
 """squall/_typetags.py: the answer every build gives ("cannot tell").
 
 Its C twin (speedups/c/typetags.c, which read CPython's class version tags)
-was removed (issue 59); the module always answers False ("look again"),
+was removed; the module always answers False ("look again"),
 which the contract allows, and refuses wrong arguments saying what was wrong.
 """
 

@@ -1,4 +1,4 @@
-"""Every underscore read on another object in ``squall/`` is listed, with its reason (issue 59).
+"""Every underscore read on another object in ``squall/`` is listed, with its reason.
 
 The rule is the one of ``../shared/tools/reachins``: an attribute whose
 name starts with one underscore (not a dunder), read or set on anything
@@ -48,7 +48,7 @@ def _package() -> Path:
 
 ROOT = _package()
 LIST = Path(__file__).resolve().parent / "underscore_reads.txt"
-# The shared tool the issue counts with, where this checkout has it.
+# The shared tool that counts the same reads, where this checkout has it.
 TOOL = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "reachins"
 MISSING = "?"
 # A placeholder some entries once had instead of a reason: no reason either.
@@ -58,7 +58,7 @@ Key = tuple[str, str]  # (file under squall/, attribute name)
 
 HEADER = """\
 # Underscore attributes read (or set) on objects other than self/cls/super()
-# in squall/, per file and name, with the reason each is left (issue 59).
+# in squall/, per file and name, with the reason each is left.
 # Checked by tests/test_underscore_reads.py; regenerate the counts with
 #   python tests/test_underscore_reads.py --update
 # (reasons are kept by file and name; a new entry gets "?" to be replaced).

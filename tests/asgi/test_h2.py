@@ -350,7 +350,7 @@ def test_expect_continue_waits_for_receive_over_h2() -> None:
 
 
 def test_pathsend_of_a_file_growing_meanwhile_sends_the_announced_length(tmp_path: Any) -> None:
-    # Issue 36, row 7: bytes appended while the file was sent went out after
+    # Bytes appended while the file was sent went out after
     # the announced length: RST_STREAM INTERNAL_ERROR and an ERROR logged
     # instead of END_STREAM.
     path = tmp_path / "growing.bin"

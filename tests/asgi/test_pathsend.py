@@ -262,7 +262,7 @@ def test_pathsend_over_tls_is_copied(tmp_path: Path, counted: _Sendfile) -> None
 def test_a_file_growing_mid_file_over_tls_sends_the_announced_length(
     tmp_path: Path, counted: _Sendfile
 ) -> None:
-    # Issue 36, row 7: over TLS (the copying path), bytes appended while the
+    # Over TLS (the copying path), bytes appended while the
     # file was sent were written past the Content-Length: the connection
     # closed and the pipelined request after it went unanswered.
     pytest.importorskip("h2")

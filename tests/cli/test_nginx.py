@@ -86,7 +86,7 @@ def test_proxy_headers_and_websocket_through_nginx(nginx: tuple[tuple[str, int],
     address, sock_path = nginx
     with Squall("sample_apps:app", "--bind", f"unix:{sock_path}") as squall:
         squall.expect("serving")
-        # Issue 36, row 3: what the client wrote in X-Forwarded-For or
+        # What the client wrote in X-Forwarded-For or
         # Forwarded is not believed; nginx's own X-Forwarded-For (its peer,
         # this test's 127.0.0.1) is.
         for spoof in (
@@ -132,7 +132,7 @@ def test_rolling_restart_behind_nginx_has_zero_502s(nginx: tuple[tuple[str, int]
 
 
 def test_h2c_upgrade_does_not_pass_nginx(nginx: tuple[tuple[str, int], Path]) -> None:
-    # Issue 36, row 1: behind the README's nginx, "Upgrade: h2c" became a
+    # Behind the README's nginx, "Upgrade: h2c" became a
     # 101 and the connection a tunnel nginx no longer read.
     address, sock_path = nginx
     with Squall("sample_apps:app", "--bind", f"unix:{sock_path}", "--http2") as squall:

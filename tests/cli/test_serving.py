@@ -70,7 +70,7 @@ def test_forwarded_chain_with_trusted_proxies() -> None:
         # The right-most address not of a trusted proxy is the client's.
         ("X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.5\r\n", "203.0.113.9", "http"),
         ("X-Forwarded-For: not-an-address\r\n", "127.0.0.1", "http"),
-        # Issue 36, row 3: the kind of header the proxy does not set is the
+        # The kind of header the proxy does not set is the
         # client's own, passed on: it does not count.
         (
             "Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-For: 203.0.113.7\r\n",
@@ -146,7 +146,7 @@ async def _scope_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     [
         ("X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n", "203.0.113.9", "https"),
         ("X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.5\r\n", "203.0.113.9", "http"),
-        # Issue 36, row 3: a Forwarded passed through by an X-Forwarded-* proxy.
+        # A Forwarded passed through by an X-Forwarded-* proxy.
         (
             "Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-For: 203.0.113.9\r\n",
             "203.0.113.9",
@@ -402,7 +402,7 @@ H2C_UPGRADE = (
 @pytest.mark.parametrize(
     ("options", "upgraded"),
     [
-        # Issue 36, row 1: proxy headers trusted (the default) means behind
+        # Proxy headers trusted (the default) means behind
         # a proxy, where an h2c upgrade would tunnel past it.
         ({}, False),
         ({"proxy_headers": False}, True),

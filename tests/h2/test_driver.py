@@ -280,7 +280,7 @@ class CallbackTest(AsyncHTTPTestCase):
             await client.close()
         with ExpectLog("squall.general", "Malformed HTTP message.*too long", level=logging.INFO):
             r = await self.fetch(method="POST", headers=[("content-length", "5000")], end=False)
-        # 413, as over HTTP/1.1 and HTTP/3 (issue 59).
+        # 413, as over HTTP/1.1 and HTTP/3.
         assert r.status == 413
 
     @gen_test

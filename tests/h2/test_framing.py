@@ -5,7 +5,7 @@ Both must give the same frame for the same arguments and refuse the same
 arguments with the same exception (the same message for a ValueError):
 checked on chosen cases and random ones, each argument either valid or the
 one wrong thing. Its C twin (speedups/c/h2frame.c) saved about 1% of an
-HTTP/2 response and was removed (issue 59).
+HTTP/2 response and was removed.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def records(*names: str, level: int = logging.INFO) -> Iterator[list[logging.Log
 
 
 class SlowReaderTest(AsyncHTTPTestCase):
-    """Issue 23, item 2: a response held by flow control is not idle.
+    """A response held by flow control is not idle.
 
     The test moves the server's clock (tests/_clock.py): its timeouts are
     far longer than any stall of a loaded machine, and the pauses step past
@@ -201,7 +201,7 @@ class HostileH2Test(AsyncHTTPTestCase):
         r = await client.fetch("/host")
         assert (r.status, r.body) == (200, b"localhost")
 
-    # -- item 3: cancels ------------------------------------------------------------
+    # -- cancels --------------------------------------------------------------------
 
     @gen_test
     async def test_cancels_are_not_answered_with_resets_nor_logged(self) -> None:
@@ -235,7 +235,7 @@ class HostileH2Test(AsyncHTTPTestCase):
             assert client.goaway is None
             await client.close()
 
-    # -- item 4: the host check of HTTP/1.1 -------------------------------------------
+    # -- the host check of HTTP/1.1 -------------------------------------------------
 
     @gen_test
     async def test_authority_and_host_are_checked_as_http1_host(self) -> None:
@@ -335,7 +335,7 @@ class HostileH2Test(AsyncHTTPTestCase):
 
     @gen_test
     async def test_upgrade_whose_connection_omits_http2_settings_stays_http1(self) -> None:
-        # Issue 36, row 1: nginx's WebSocket recipe forwards the client's
+        # nginx's WebSocket recipe forwards the client's
         # Upgrade with "Connection: upgrade". RFC 7540 §3.2: Connection
         # names HTTP2-Settings too, else this is no h2c upgrade.
         for connection in (b"upgrade", b"Upgrade, Keep-Alive", b"HTTP2-Settings"):
@@ -354,7 +354,7 @@ H2C_REQUEST = (
 
 
 class BehindProxyTest(AsyncHTTPTestCase):
-    """Issue 36, row 1: behind a proxy (xheaders), no h2c upgrade by default."""
+    """Behind a proxy (xheaders), no h2c upgrade by default."""
 
     def get_app(self) -> Application:
         return make_app()
@@ -412,7 +412,8 @@ def test_only_a_connections_first_request_may_upgrade(loop: str, h2c_upgrade: bo
     # uvloop keeps calling the data_received it took at connection_made: the
     # preface sniffer's, after the connection became plain HTTP/1.1. Before,
     # each later read made the connection a sniffer again (so its next
-    # request could upgrade); with issue 36's first change, it raised.
+    # request could upgrade); with the first fix of the h2c upgrade behind a
+    # proxy, it raised.
     async def main() -> None:
         async with serving(make_app(), http2=True, h2c_upgrade=h2c_upgrade) as (_, port):
             reader, writer = await connect(port)

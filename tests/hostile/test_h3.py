@@ -227,7 +227,7 @@ def test_connection_kept_alive_by_pings_alone_is_closed(loop: str) -> None:
     run(main, loop)
 
 
-# -- header sections: every limit before the work it bounds (issue 63) ------------
+# -- header sections: every limit before the work it bounds -----------------------
 
 
 def qpack_bomb(references: int) -> tuple[bytes, bytes]:
@@ -441,7 +441,7 @@ async def client_turns(n: int) -> None:
         await asyncio.sleep(0)
 
 
-# -- a flood of Initials from addresses that may be spoofed (issue 63) ----------
+# -- a flood of Initials from addresses that may be spoofed ----------------------
 
 INVALID_TOKEN = 0xB  # RFC 9000 section 20.1
 

@@ -1,6 +1,6 @@
 """A hostile HTTP/3 server against `H3AsyncHTTPClient`: response heads the
 client must refuse before decoding them, as its HTTP/1.1 and HTTP/2 paths
-refuse a head past 64 KiB (issue 63, row 4).
+refuse a head past 64 KiB.
 
 The server is aioquic's, answering every request with raw frames.
 """

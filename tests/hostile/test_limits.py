@@ -1,7 +1,6 @@
 """The limits, as a table: for each protocol, side and limit, the attack,
 the bytes it sends, the answer, and the most memory the attacked side may
-spend before it refuses (issue 63: every limit checked before the work it
-bounds).
+spend before it refuses (every limit checked before the work it bounds).
 
 Memory is tracemalloc's peak over the exchange, both ends together (the
 attack's bytes are built before it starts): a bound far below what the

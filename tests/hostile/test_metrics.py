@@ -1,4 +1,4 @@
-"""Issue 36, rows 2 and 8: what hostile traffic does to ``--metrics-bind``'s numbers.
+"""What hostile traffic does to ``--metrics-bind``'s numbers.
 
 The worker's side (`WorkerMetrics`) is driven in-process, behind a real
 server on loopback: the attack goes over a socket, and the series are read
@@ -86,7 +86,7 @@ class MetricsUnderAttackTest(AsyncHTTPTestCase):
 
     @gen_test
     async def test_made_up_methods_are_one_label_value(self) -> None:
-        # Row 2: each request with a token of its own as method (a 405)
+        # Each request with a token of its own as method (a 405)
         # made a series of its own, and /metrics grew without bound.
         reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
         for i in range(METHODS):
@@ -104,7 +104,7 @@ class MetricsUnderAttackTest(AsyncHTTPTestCase):
 
     @gen_test
     async def test_idle_websockets_over_http2_are_not_requests_in_flight(self) -> None:
-        # Row 8: five open WebSockets over HTTP/2 were five requests in flight.
+        # Five open WebSockets over HTTP/2 were five requests in flight.
         client = await WSClient.connect(self.get_http_port())
         sids = [client.open() for _ in range(5)]
         for sid in sids:

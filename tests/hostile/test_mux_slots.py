@@ -1,4 +1,4 @@
-"""Issue 63, row 3: a stream the server resets before its handler starts
+"""A stream the server resets before its handler starts
 gives its slot back.
 
 Over HTTP/2 and HTTP/3 a connection serves a bounded number of streams at

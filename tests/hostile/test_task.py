@@ -1,4 +1,4 @@
-"""A request's Task is its own (issue 63, row 6), over a real keep-alive
+"""A request's Task is its own, over a real keep-alive
 connection, for a `RequestHandler` and for an ASGI application.
 
 Before: on Python 3.11 a handler's first step ran in a Task recycled from

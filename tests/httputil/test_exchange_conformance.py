@@ -541,7 +541,7 @@ def test_content_length_is_read_as_int_would_read_ascii_digits() -> None:
 #
 # The same requests over HTTP/1.1, HTTP/2 (h2c) and HTTP/3, end to end on
 # loopback, to an Application whose handlers answer a body's length and
-# fail on /fail: each case's status must agree across the three (issue 59),
+# fail on /fail: each case's status must agree across the three,
 # except where a row below says why it cannot yet.
 
 MAX_BODY = 64
@@ -592,7 +592,8 @@ DIVERGES = {
     ("h1", "body_over_the_limit_without_length"): "HTTP/1.1 keeps Tornado's 400",
     # aioquic's HTTP/3 layer checks Content-Length itself and closes the
     # connection (H3_MESSAGE_ERROR) before the driver sees the head; that
-    # header path is being reworked (issue 63, rows 1-2). (qh3's does not:
+    # header path is being reworked (its limits checked before it decodes).
+    # (qh3's does not:
     # the driver answers 400, as over HTTP/1.1 and HTTP/2.)
     **(
         {

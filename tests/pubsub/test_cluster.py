@@ -445,8 +445,7 @@ def test_the_manager_survives_an_unexpected_exception(
 ) -> None:
     """redis-py raises AttributeError from a connection closed under a
     command: the manager caught only connection and reply errors, ended, and
-    every later subscribe failed ("did not confirm"); close() re-raised it
-    (issue 71, item 10)."""
+    every later subscribe failed ("did not confirm"); close() re-raised it."""
 
     async def main() -> None:
         pubsub = RedisClusterPubSub(cluster.url, subscribe_timeout=HANG_GUARD, reconnect_delay=0.01)

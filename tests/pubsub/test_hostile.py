@@ -1,4 +1,4 @@
-"""Hostile traffic, round four (issue 71): channel names no broker can carry,
+"""Hostile traffic against the pub/sub engines: channel names no broker can carry,
 broker errors and exceptions inside the engines' loops, presence joins that
 fail, and the bounds a recovery left behind. Each test failed on 2ddd19c."""
 
@@ -69,7 +69,7 @@ def test_channel_names_are_bounded_and_checked_on_every_call() -> None:
 
     async def main() -> None:
         async with LocalPubSub(history_size=5) as pubsub:
-            # 4 MiB names used to be kept (issue 71, item 3): refused now.
+            # 4 MiB names used to be kept in memory: refused now.
             huge = "room:" + "x" * (4 << 20)
             calls = [
                 lambda name: pubsub.subscribe(name),
@@ -105,7 +105,7 @@ def test_channel_names_are_bounded_and_checked_on_every_call() -> None:
 
 def test_a_lone_surrogate_in_a_message_is_refused_at_publish() -> None:
     """memory:// accepted it, and every SSE reader of the channel was cut at
-    it, again at each reconnection (item 6)."""
+    it, again at each reconnection."""
 
     async def main() -> None:
         async with LocalPubSub(history_size=5) as pubsub:
@@ -124,7 +124,7 @@ def test_a_lone_surrogate_in_a_message_is_refused_at_publish() -> None:
 
 def test_the_bound_comes_back_down_once_the_recovered_are_read() -> None:
     """After subscribe(since=...) recovered N, the drop-oldest bound stayed
-    max_pending + N for the subscription's life (item 7)."""
+    max_pending + N for the subscription's life."""
 
     async def main() -> None:
         async with LocalPubSub(max_pending=10, history_size=100) as pubsub:
@@ -148,7 +148,7 @@ def test_the_bound_comes_back_down_once_the_recovered_are_read() -> None:
 
 def test_a_join_whose_event_cannot_be_published_leaves_no_entry() -> None:
     """The entry was written and refreshed forever, and nobody could leave()
-    it (item 4): the publish of the join event raises."""
+    it: the publish of the join event raises."""
 
     async def main() -> None:
         async with LocalPubSub(presence_ttl=0.3) as pubsub:
@@ -232,7 +232,7 @@ class RefusingOnce:
 
 def test_the_presence_heartbeat_outlives_an_error_reply() -> None:
     """One -OOM or -READONLY reply ended the heartbeat, and every entry of
-    the process expired while its readers were there (item 8)."""
+    the process expired while its readers were there."""
 
     async def main() -> None:
         async with LocalPubSub(presence_ttl=0.3) as pubsub:
@@ -337,7 +337,7 @@ def test_redis_refuses_an_unencodable_channel_and_its_reader_outlives_a_reconnec
 ) -> None:
     """One subscribe to "room:\\ud800" left the channel in the engine's table
     and the next subscriber connection made the reader raise and end for
-    good: nothing delivered, unhealthy until restart (item 1)."""
+    good: nothing delivered, unhealthy until restart."""
 
     async def main() -> None:
         async with RedisPubSub(
@@ -388,7 +388,7 @@ def test_catch_up_after_a_resubscription_reads_channels_concurrently(
     redis_server: RedisServer,
 ) -> None:
     """Gap-filling read one channel's history after another, holding live
-    messages behind N round trips (item 12): now up to CATCH_UP_READS at once."""
+    messages behind N round trips: now up to CATCH_UP_READS at once."""
 
     async def main() -> None:
         async with RedisPubSub(redis_server.url, history_size=10, reconnect_delay=0.01) as pubsub:
@@ -423,7 +423,7 @@ def test_catch_up_after_a_resubscription_reads_channels_concurrently(
 
 @needs_redis
 def test_redis_reconnects_are_jittered() -> None:
-    """N workers retried in lock-step after a Redis restart (item 11): the
+    """N workers retried in lock-step after a Redis restart: the
     waits between attempts are now drawn below an exponential ceiling."""
 
     async def main() -> None:
@@ -467,7 +467,7 @@ def test_redis_reconnects_are_jittered() -> None:
 def test_a_channel_too_long_for_a_nats_control_line_is_refused(nats_server: NatsServer) -> None:
     """A channel of 3,100+ characters made a SUB line past nats-server's
     4,096 bytes: the server closed the connection and nats-py its client,
-    for good (item 2). The longest name allowed goes through."""
+    for good. The longest name allowed goes through."""
 
     async def main() -> None:
         from squall.pubsub import NatsPubSub
@@ -543,7 +543,7 @@ def test_presence_outlives_a_real_oom_reply_from_redis(
 ) -> None:
     """The same as above with Redis itself answering -OOM to the refresh
     script for a while (maxmemory 1, noeviction): the entry is still there
-    several TTLs after Redis takes writes again (item 8)."""
+    several TTLs after Redis takes writes again."""
     import redis.asyncio
 
     async def main() -> None:

@@ -1,4 +1,4 @@
-"""squall-resume.js in headless Chromium on the unhappy paths of issue 72,
+"""squall-resume.js in headless Chromium on the unhappy paths,
 each of which left the page stuck, hammering or silently behind before:
 
 - the broker away when the page subscribes, then back (the page used to

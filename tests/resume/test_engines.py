@@ -282,8 +282,7 @@ def test_bad_channel_names_are_refused_on_each_transport_and_the_engine_goes_on(
     make: Any,
 ) -> None:
     """A lone surrogate (valid JSON) and names past the bound: an error
-    message or a 400 to that client, never a broken engine (issue 71,
-    items 1 to 3)."""
+    message or a 400 to that client, never a broken engine."""
 
     async def main() -> None:
         client = AsyncHTTPClient()
@@ -355,7 +354,7 @@ def test_presence_join_list_count_leave_and_events(make: Any) -> None:
 
 
 def test_a_failed_join_leaves_nothing_on_any_engine(make: Any) -> None:
-    """The join event could not be published: no entry stays (issue 71, item 4)."""
+    """The join event could not be published: no entry stays."""
 
     async def main() -> None:
         async with make(presence_ttl=0.5) as pubsub:
@@ -380,7 +379,7 @@ def test_a_failed_join_leaves_nothing_on_any_engine(make: Any) -> None:
 
 def test_a_message_no_transport_can_encode_is_refused_and_readers_go_on(make: Any) -> None:
     """memory:// took a lone surrogate, and ChannelEventSource cut every SSE
-    stream of the channel at it, again at each reconnection (item 6)."""
+    stream of the channel at it, again at each reconnection."""
 
     async def main() -> None:
         async with make() as pubsub, serving(pubsub) as port:

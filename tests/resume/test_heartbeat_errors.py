@@ -1,4 +1,4 @@
-"""What the browser client needs from the server (issue 72): a heartbeat on
+"""What the browser client needs from the server: a heartbeat on
 each transport (a WebSocket ``ping`` message, an SSE ``ping`` event, the
 poll's ``heartbeat``), errors that say whether they are temporary, the
 publications a reconnection replays counted, and a poll cursor that a

@@ -1,4 +1,4 @@
-"""A reader's node is SIGKILLed mid-stream; it resumes on another node (issue 58).
+"""A reader's node is SIGKILLed mid-stream; it resumes on another node.
 
 Two node processes (tests/resume/_node.py) on 127.0.0.1 share one
 redis-server. A reader follows a channel through node A over WebSocket,

@@ -261,8 +261,8 @@ def test_a_host_that_passed_is_taken_from_the_table_and_nothing_else_is() -> Non
 
 def test_the_three_drivers_read_through_one_path() -> None:
     # Body delivery, the Host check and the inbox of a busy stream are
-    # _flow's, not a copy per driver (issue 38); the multiplexed drivers'
-    # is their streams' base's (issue 59). Read as text: the compiled
+    # _flow's, not a copy per driver; the multiplexed drivers'
+    # is their streams' base's. Read as text: the compiled
     # build has no source to inspect.
     from pathlib import Path
 
@@ -400,7 +400,7 @@ def test_a_stream_made_from_python_takes_one_slot() -> None:
 
 
 def test_start_hands_the_head_on_and_answers_what_the_delegate_raises() -> None:
-    # One answer whatever carries the request (issue 59): the stream, not
+    # One answer whatever carries the request: the stream, not
     # each driver, sorts what a delegate's headers_received raised.
     import logging
 

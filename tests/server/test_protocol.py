@@ -647,7 +647,7 @@ def test_a_long_exchange_holds_no_idle_timer_and_idles_out_after(
 def test_the_first_idle_timer_is_armed_a_turn_after_the_accept(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    # (Issue 64: most connections send their first head at once, and the
+    # (Most connections send their first head at once, and the
     # exchange it starts runs no idle timer; armed a turn later, the timer
     # is made only for the connections still idle then.) Its deadline is
     # counted from the accept, not from the turn.
@@ -1056,7 +1056,7 @@ def test_responses_ended_from_their_tasks_in_one_round_leave_together(
 ) -> None:
     # Two connections whose responses end one after the other, outside
     # data_received (as from their requests' Tasks): neither is written at
-    # its end; both leave in the round's write, one write each (issue 77:
+    # its end; both leave in the round's write, one write each (when
     # written each at its end, the client was woken once per response).
     first, t1, pending1, conn1 = _request_left_pending(loop)
     second, t2, pending2, conn2 = _request_left_pending(loop)

@@ -1,4 +1,4 @@
-"""Reads on asyncio's own loop allocate no more than they need (issue 40).
+"""Reads on asyncio's own loop allocate no more than they need.
 
 asyncio's socket transport reads with ``recv(256 KiB)``. Under glibc's
 initial mmap threshold (128 KiB) each such read was an mmap, an mremap and

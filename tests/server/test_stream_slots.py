@@ -1,5 +1,5 @@
 """A multiplexed stream's slot in its connection's concurrency count
-(issue 63, row 3; ``httpserver/_muxstream``'s `StreamSlots`), as a property.
+(``httpserver/_muxstream``'s `StreamSlots`), as a property.
 
 Random sequences of what can happen to the streams of one HTTP/2
 connection (a request opened, over the limit or not; body pieces, taken at

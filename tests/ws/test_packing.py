@@ -5,7 +5,7 @@ Both must give the same packed string, the same None, or the same
 TypeError with the same message, for every dict: checked on chosen cases
 and on random fields (names and values with codes, separators, control
 characters, wide characters, wrong types). Its C twin (speedups/c/packing.c)
-saved under 2% of a handshake and was removed (issue 59).
+saved under 2% of a handshake and was removed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Periodic pings from one wheel per loop, not a timer per connection (issue 75)."""
+"""Periodic pings from one wheel per loop, not a timer per connection."""
 
 from __future__ import annotations
 

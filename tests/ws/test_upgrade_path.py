@@ -1,7 +1,7 @@
 """The server's upgrade path: what the 101 carries, who sees it, and which task runs the handler.
 
 The handshake runs ``get()`` at once and writes the 101 without going
-through ``set_header`` (issue 22): these tests pin down what must stay as
+through ``set_header`` (a cheaper handshake): these tests pin down what must stay as
 in Tornado — the application's own headers and cookies on the 101, the
 access log and ``on_finish``, overridden header methods being called, and
 ``asyncio.current_task()`` inside ``prepare``/``open``.

@@ -367,10 +367,10 @@ LETTERS = """(selector, text) => {
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_hostile_titles_neither_widen_pages_nor_reverse_bylines(tmp_path: Path) -> None:
-    # Issue 36, row 11: a 150-character title with no spaces made the lists,
+    # A 150-character title with no spaces made the lists,
     # the topic heading, search and the front page 4,411 px wide at 1,280,
     # and squeezed the front page's Board column to a word per line.
-    # Row 10: a title with U+202E reversed the byline after it.
+    # And a title with U+202E reversed the byline after it.
     from squall.httpclient import AsyncHTTPClient
 
     from ._client import Visitor

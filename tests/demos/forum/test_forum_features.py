@@ -408,7 +408,7 @@ def test_text_colours_meet_wcag_aa_contrast_in_light_and_dark() -> None:
 
 
 def test_a_post_notifies_a_user_once_and_writes_are_throttled(tmp_path: Path, db_url: str) -> None:
-    # Issue 36, row 9: five edits toggling "@bob" sent bob six notifications
+    # Five edits toggling "@bob" sent bob six notifications
     # for one post, and edits had no rate limit.
     async def main() -> None:
         limit = {"post_user_limit": (8, 600.0)}
@@ -438,7 +438,7 @@ def test_a_post_notifies_a_user_once_and_writes_are_throttled(tmp_path: Path, db
 
 
 def test_names_with_direction_or_invisible_characters_are_refused(tmp_path: Path) -> None:
-    # Issue 36, row 10: the name "\u202eevil" showed as "live" (and
+    # The name "\u202eevil" showed as "live" (and
     # "bob\u200b" as "bob"): anyone could pass as another name. How titles
     # with such characters show is the browser test's (test_forum_browser).
     async def main() -> None:

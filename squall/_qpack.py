@@ -18,16 +18,18 @@ from __future__ import annotations
 
 __all__ = ["section_cost", "STATIC_ENTRY_MAX", "STATIC_NAME_MAX", "ENTRY_OVERHEAD"]
 
+from typing import Final
+
 from squall._h2._hpack import DecodingError, decode_integer
 
 # RFC 9204 Appendix A: the longest static entry, name and value (76 bytes:
 # content-security-policy's), and the longest name (32).
 # tests/test_qpack.py checks them against the decoder's own table.
-STATIC_ENTRY_MAX = 76
-STATIC_NAME_MAX = 32
+STATIC_ENTRY_MAX: Final = 76
+STATIC_NAME_MAX: Final = 32
 # RFC 9204 §3.2.1 / RFC 9114 §4.2.2: each field counts 32 bytes beyond its
 # name and value.
-ENTRY_OVERHEAD = 32
+ENTRY_OVERHEAD: Final = 32
 
 
 def _string(data: bytes, pos: int, prefix: int) -> tuple[int, int]:

@@ -136,7 +136,7 @@ def test_slowloris_connections_close_at_the_header_timeout_while_live_clients_ar
         print(
             f"slowloris: {len(latencies)} live requests, p50 {latencies[len(latencies) // 2] * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, max {latencies[-1] * 1000:.2f} ms; tricklers closed {min(c for _, c in lifetimes):.2f}..{since_connect:.2f} s after connecting, client late by up to {lateness:.2f} s"
         )
-        # The bound (measured 5-13 ms on a loaded 2-core machine), or
+        # 50 ms (measured 5-13 ms on a loaded 2-core machine), or
         # on a machine so busy that requests with no attack at all are slow,
         # five times their own p99: the attack may not slow live clients
         # down by more than that, however loaded the machine.

@@ -16,8 +16,8 @@ request (``benchmarks/callgrind_h3.py --browser-head``: 1,420,145, and
 ``expected_content_length`` on the stream) from a few scans, by ``bytes``
 methods, of all the names joined and all the values joined; a field is
 checked byte by byte, by aioquic's own per-field checks, only in a section
-those scans do not clear, to name its fault. tests/h3/test_fields.py compares it with aioquic's own function
-on generated sections.
+those scans do not clear, to name its fault. tests/h3/test_fields.py
+compares it with aioquic's own function on generated sections.
 
 `install` puts it in place of aioquic's module-level ``validate_headers``,
 which the four checks (request, response, trailers, push promise) call: for

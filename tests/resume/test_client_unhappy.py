@@ -407,6 +407,8 @@ async def measure_back(transport: str, offline: float, rounds: int) -> list[floa
         for n in range(rounds):
             await it.network(offline=True)
             it.proxy.cut()
+            # The outage's length is the fault measured: what is timed is
+            # the client's recovery after ``offline`` seconds without a network.
             await asyncio.sleep(offline)
             await it.pubsub.publish("room:a", f"missed {n}")
             online = loop.time()

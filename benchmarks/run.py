@@ -84,7 +84,8 @@ def _five(suffix: str) -> list[Contender]:
 
 WEB = _five("web")
 WS = _five("ws")
-# The targets: (a, b, minimum a/b per CPU-second).
+# The floors the headline comparisons hold: (a, b, the least a/b per CPU-second);
+# a run prints each ratio beside its floor (0: printed without one).
 RATIOS = [
     ("squall", "aiohttp-uvloop", 2.0),
     ("squall-pure", "aiohttp", 1.2),

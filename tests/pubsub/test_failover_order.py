@@ -23,6 +23,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def first_unanswered(publishes: list[asyncio.Future[Position]]) -> int:
+    """The index of the first publish with no outcome yet (``len`` when all
+    have one): one publish at a time per channel, in order, so it is the
+    one in flight."""
+    return next((i for i, p in enumerate(publishes) if not p.done()), len(publishes))
+
+
 def inversions(seen: list[int]) -> int:
     """How many messages came after one published later than them."""
     count = 0
@@ -78,16 +85,24 @@ def test_one_publisher_s_concurrent_publishes_keep_their_order_through_a_failove
             for i in range(total):
                 publishes.append(asyncio.ensure_future(node_b.publish(channel, str(i))))
                 if i == 40:
-                    # Published so far reach the subscriber, then the primary dies.
+                    # Published so far reach the subscriber, then the primary
+                    # dies. Which publish is in flight then is read on each
+                    # side of the kill, not assumed: on a loaded machine the
+                    # publisher may not have caught up with its pace (38 was
+                    # in flight once).
                     assert int(await sub.get()) == 0
+                    in_flight_before = first_unanswered(publishes)
                     await asyncio.to_thread(cluster.kill, owner)
+                    in_flight_after = first_unanswered(publishes)
                 await asyncio.sleep(0.002)  # the publisher's pace, not a wait for a server
             outcomes = await asyncio.gather(*publishes, return_exceptions=True)
             # The one publish in flight when the primary died (one at a time
             # per channel) may have been applied by it: the publisher says
             # it cannot tell rather than try it again on the new primary.
             uncertain = [i for i, o in enumerate(outcomes) if isinstance(o, PublishUncertainError)]
-            assert len(uncertain) <= 1 and all(i >= 40 for i in uncertain), outcomes
+            assert len(uncertain) <= 1, outcomes
+            # (One answered before the kill cannot be the uncertain one.)
+            assert all(i >= in_flight_before for i in uncertain), (uncertain, in_flight_before)
             positions = [o for o in outcomes if isinstance(o, Position)]
             assert len(positions) + len(uncertain) == total, outcomes
             # Read until the last publish arrives (made long after the
@@ -107,13 +122,14 @@ def test_one_publisher_s_concurrent_publishes_keep_their_order_through_a_failove
             # inside one attempt outlasted the failover).
             assert node_a.status.resubscribes > 0
             # Only what was acknowledged before the kill can be lost (one
-            # publish at a time per channel: none after it was applied by
-            # the dead primary).
+            # publish at a time per channel: none after the one in flight at
+            # the kill was applied by the dead primary).
             lost = sorted(set(range(total)) - set(seen) - set(uncertain))
             # (Said on failure: whether the subscriber counted a gap it could
             # not fill, and the offsets the publishes got around the kill.)
-            assert all(value <= 40 for value in lost), (
-                f"lost after the kill: {lost}; node_a missed {node_a.status.missed}, "
+            assert all(value <= in_flight_after for value in lost), (
+                f"lost after the kill (publish {in_flight_after} in flight): {lost}; "
+                f"node_a missed {node_a.status.missed}, "
                 f"resubscribed {node_a.status.resubscribes} time(s); positions of "
                 f"publishes 35-50: {[str(p) for p in positions[35:51]]}"
             )

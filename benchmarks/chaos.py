@@ -84,6 +84,9 @@ import squall
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "pubsub"))
+# The test helpers import ``tests`` (its hang guard) from the checkout; put
+# last, the checkout's ``squall`` never shadows the installed build.
+sys.path.append(str(ROOT))
 from _redis_server import REDIS_SERVER, free_ports  # noqa: E402
 
 NODE_SCRIPT = str(Path(__file__).resolve().parent / "chaos_node.py")
@@ -1224,8 +1227,6 @@ class SentinelWorld(HelperWorld):
 
     def __init__(self, run: Run, workdir: Path) -> None:
         super().__init__(run, workdir)
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
         from tests.pubsub._sentinel import RedisSentinel
 
         self.sentinel = self.helper = RedisSentinel(workdir)

@@ -1,9 +1,10 @@
-"""Every benchmark script with options starts when run as a file, the way
-the Makefile and the guides run it (``python benchmarks/chaos.py --help``,
-from another directory): it finds the checkout's own helpers it imports
-(``tests/``, ``benchmarks/``). The tests that import a script do so with the
-checkout on ``sys.path`` already, so a helper gaining an import of ``tests``
-can break ``make chaos`` while every test of the checker still passes.
+"""Every script with options (benchmarks, the compatibility harnesses, the
+fuzzers, the demos) starts when run as a file, the way the Makefile and
+the guides run it (``python benchmarks/chaos.py --help``, from another
+directory): it finds the checkout's own helpers it imports (``tests/``,
+``benchmarks/``, ``compat/``). The tests that import a script do so with
+the checkout on ``sys.path`` already, so a helper gaining an import of
+``tests`` can break ``make chaos`` while every test of the checker passes.
 
 A script passes when it prints its usage, or refuses with a message of its
 own (a script that needs a newer Python), or lacks a third-party package
@@ -24,13 +25,19 @@ import pytest
 from tests._wait import HANG_GUARD
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks"
+PLACES = ("benchmarks", "compat", "fuzz", "demos")
 MISSING = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
 
 
 def scripts() -> list[Path]:
     found = []
-    for path in sorted([*BENCH.glob("*.py"), *BENCH.glob("*/*.py")]):
+    paths = [
+        path
+        for place in PLACES
+        for pattern in ("*.py", "*/*.py")
+        for path in (ROOT / place).glob(pattern)
+    ]
+    for path in sorted(paths):
         text = path.read_text()
         if "argparse.ArgumentParser" in text and '__name__ == "__main__"' in text:
             found.append(path)
@@ -38,25 +45,32 @@ def scripts() -> list[Path]:
 
 
 def in_checkout(name: str) -> bool:
-    """Whether ``name`` (a top-level module) is one of the checkout's own:
-    a package or module at its root, or a helper in benchmarks/ or tests/."""
+    """Whether ``name`` (a top-level module) is one of the checkout's own: a
+    package or module at its root or in its tests, scripts or demos."""
     top = name.split(".")[0]
-    places = [ROOT, BENCH, *BENCH.iterdir(), *(ROOT / "tests").rglob("*")]
-    return any(
-        (place / top).is_dir() or (place / f"{top}.py").is_file()
-        for place in places
-        if place.is_dir()
-    )
+    folders = [ROOT]
+    for place in ("tests", *PLACES):
+        folders.append(ROOT / place)
+        folders += [
+            p for p in (ROOT / place).rglob("*") if p.is_dir() and "node_modules" not in p.parts
+        ]
+    return any((f / top / "__init__.py").is_file() or (f / f"{top}.py").is_file() for f in folders)
 
 
 def test_the_scripts_are_found() -> None:
-    names = {path.name for path in scripts()}
-    # The checker the pubsub guide tells users to run, and the headline run.
-    assert {"chaos.py", "run.py", "bench_ab.py"} <= names
+    names = {str(path.relative_to(ROOT)) for path in scripts()}
+    # The checker the pubsub guide tells users to run, the headline run, a
+    # harness against Tornado and the cluster demo.
+    assert {
+        "benchmarks/chaos.py",
+        "benchmarks/run.py",
+        "compat/hooks/run.py",
+        "demos/forum/many.py",
+    } <= names
     assert len(names) > 20
 
 
-@pytest.mark.parametrize("script", scripts(), ids=lambda path: str(path.relative_to(BENCH)))
+@pytest.mark.parametrize("script", scripts(), ids=lambda path: str(path.relative_to(ROOT)))
 def test_a_script_starts_from_another_directory(script: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(script), "--help"],

@@ -12,6 +12,13 @@ Squall installed from this checkout:
     $SQUALL_APPS_CACHE/bench/venv-jupyter/bin/python benchmarks/callgrind_apps.py \\
         [--path /api/status] [--build compiled|pure] [--loop asyncio|uvloop] [-n 200] [--top 25]
 
+The interpreter's Squall must be this checkout's: the bench venv keeps
+whatever the last ``make bench-apps`` installed, from whichever checkout
+ran it, and a count of another tree's build says nothing of this one. The
+script refuses when a source file of ``squall/`` differs or is missing
+there (naming them), unless ``--installed-as-is`` (to count an older
+build on purpose, for an A/B).
+
 Prints instructions per request (the difference of a run of FIRST and one
 of FIRST + n requests, over n) and, with ``--top``, the functions with the
 largest inclusive counts per request (the compiled build's ``CPyDef_``
@@ -36,6 +43,7 @@ sys.path.insert(0, str(HERE))
 
 from callgrind_hotpath import Driver, _FixedClock, capture_protocol, run_inner  # noqa: E402
 
+ROOT = HERE.parent
 TOKEN = "squall-callgrind-apps"
 WARMUP = 60
 FIRST = 40
@@ -110,6 +118,20 @@ def inner(cfg: dict[str, Any]) -> None:
     Path(cfg["out"]).write_text(json.dumps(result))
 
 
+def stale_files(checkout: Path, installed: Path) -> list[str]:
+    """The ``.py`` files of ``checkout`` (a squall/ source tree) that
+    ``installed`` (the squall an interpreter imports) lacks or holds otherwise,
+    and those it holds that the checkout does not, as relative paths."""
+    ours = {p.relative_to(checkout): p for p in checkout.rglob("*.py")}
+    theirs = {p.relative_to(installed): p for p in installed.rglob("*.py")}
+    differ = [
+        rel
+        for rel, path in ours.items()
+        if rel not in theirs or theirs[rel].read_bytes() != path.read_bytes()
+    ]
+    return sorted(str(rel) for rel in [*differ, *(set(theirs) - set(ours))])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--path", default="/api/status")
@@ -117,11 +139,29 @@ def main() -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("-n", type=int, default=200)
     parser.add_argument("--top", type=int, default=0)
+    parser.add_argument(
+        "--installed-as-is",
+        action="store_true",
+        help="count the interpreter's squall even when it is not this checkout's",
+    )
     parser.add_argument("--inner", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         inner(json.loads(args.inner))
         return 0
+    import squall
+
+    installed = Path(squall.__file__).resolve().parent
+    stale = stale_files(ROOT / "squall", installed)
+    if stale and not args.installed_as_is:
+        shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise SystemExit(
+            f"the squall {sys.executable} imports ({installed}) is not this checkout's: "
+            f"{shown} differ. Install this checkout into that venv "
+            f"({sys.executable} -m pip install --force-reinstall --no-deps {ROOT}, then "
+            f"{sys.executable} -m squall.extras --install speedups), or pass "
+            "--installed-as-is to count it anyway"
+        )
     with tempfile.TemporaryDirectory(prefix="squall-callgrind-apps-") as tmp:
         root = Path(tmp, "root")
         root.mkdir()

@@ -225,3 +225,27 @@ def test_a_row_has_its_rates_per_second_and_each_servers_busy_share() -> None:
     assert (row["tornado_per_cpu_s"], row["squall_per_cpu_s"]) == (100, 120)
     assert (row["tornado_per_s"], row["squall_per_s"], row["ratio_rps"]) == (20, 60, 3)
     assert (row["tornado_busy"], row["squall_busy"]) == (0.2, 0.5)
+
+
+def test_an_instruction_count_names_where_its_squall_differs(tmp_path: Path) -> None:
+    # benchmarks/callgrind_apps.py runs in the bench venv, whose Squall is
+    # whatever the last `make bench-apps` installed: it refuses to count a
+    # squall/ that is not the checkout's, and says which files differ.
+    import callgrind_apps
+
+    checkout, installed = tmp_path / "checkout", tmp_path / "installed"
+    for root in (checkout, installed):
+        (root / "web").mkdir(parents=True)
+        (root / "__init__.py").write_text("")
+        (root / "web" / "cookies.py").write_text("v = 1\n")
+    assert callgrind_apps.stale_files(checkout, installed) == []
+    (installed / "web" / "cookies.py").write_text("v = 0\n")
+    (checkout / "web" / "signing.py").write_text("")
+    (installed / "gone.py").write_text("")
+    assert callgrind_apps.stale_files(checkout, installed) == [
+        "gone.py",
+        "web/cookies.py",
+        "web/signing.py",
+    ]
+    squall = Path(__file__).resolve().parent.parent / "squall"
+    assert callgrind_apps.stale_files(squall, squall) == []

@@ -13,7 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The checkout's tests.pubsub helpers; last, so an installed squall (a
+# compiled build) is the one that runs.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 from squall.pubsub import _redis_scripts as S  # noqa: E402
 from tests.pubsub._servers import RedisCluster  # noqa: E402
 

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+# The checkout's tests.pubsub helpers; last, so an installed squall (a
+# compiled build) is the one that runs.
+sys.path.append(str(HERE.parent))
 
 from squall.pubsub import connect  # noqa: E402
 from tests.pubsub._servers import RedisCluster, RedisServer  # noqa: E402

@@ -79,3 +79,20 @@ def test_the_comparison_sees_a_difference() -> None:
     squall = {case: {"requests": [dict(request, calls=["app.prepare", "app.prepare"]), request]}}
     listed, unknown = run.compare(tornado, squall, run.markers(run.COMPAT.read_text()))
     assert list(unknown) == [f"{case}:patched.calls"] and not listed
+
+
+def test_the_summary_says_what_the_listed_differences_are() -> None:
+    # The count alone (7,000 listed) reads as that many incompatibilities:
+    # the summary names each kind, counted by the field that differs.
+    run = _runner()
+    case = "RequestHandler.prepare/wrapt/before-start/sync"
+    keys = [
+        f"{case}:patched.tasks@wrap.prepare",
+        f"{case}:removed.tasks@app.get.resumed",
+        f"{case}:patched.one_task",
+        f"{case}:refused",
+    ]
+    assert run.kinds(keys) == (
+        "2 the Task a hook ran in, 1 whether a request's hooks shared one Task, "
+        "1 whether the patch was refused"
+    )

@@ -27,6 +27,8 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +175,26 @@ def compare(
     return listed, {k: v for k, v in found.items() if k not in listed}
 
 
+# What each kind of difference is, for the summary line (FIELD without its
+# request and hook: see `differences`).
+KINDS = {
+    "tasks": "the Task a hook ran in",
+    "one_task": "whether a request's hooks shared one Task",
+    "context": "the context variable a hook saw",
+    "calls": "which hooks ran",
+    "response": "the response",
+    "refused": "whether the patch was refused",
+    "requests": "how many requests were served",
+    "present": "a case run on one side only",
+}
+
+
+def kinds(keys: Iterable[str]) -> str:
+    """How many of the differences ``keys`` are of each kind, most first."""
+    counts = Counter(re.sub(r"@.*$", "", key.rpartition(":")[2]).rpartition(".")[2] for key in keys)
+    return ", ".join(f"{n:,} {KINDS.get(kind, kind)}" for kind, n in counts.most_common())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tornado-python", required=True)
@@ -191,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         squall = trace(python, "squall", BUILD / f"squall-{name}.json", args.only)
         listed, unknown = compare(tornado, squall, known)
         print(
-            f"== squall ({label}): {len(listed)} differences listed in tests/COMPAT.md, {len(unknown)} not"
+            f"== squall ({label}): {len(listed):,} differences listed in tests/COMPAT.md, "
+            f"{len(unknown)} not"
         )
+        if listed:
+            print(f"   listed: {kinds(listed)}")
         for key, diff in sorted(unknown.items()):
             print(f"  NOT LISTED {key}: {diff}")
         if args.all:

@@ -20,6 +20,7 @@ import argparse
 import datetime
 import fnmatch
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -94,11 +95,46 @@ def loadavg() -> str:
 
 
 # What says when, from what and on which build a run was made (`stamp`).
-STAMP_KEYS = ("command", "commit", "date", "source_sha256", "squall_build")
+STAMP_KEYS = ("command", "commit", "date", "source_sha256", "squall_build", "packages")
+# The peers and libraries a benchmark runs beside Squall whose versions a
+# record keeps, as the recording interpreter has them (aiohttp is not
+# pinned: its ratio moved between two records with the release installed).
+# A peer run by another interpreter (Hypercorn's venv) is not among them.
+PACKAGES = (
+    "aiohttp",
+    "aioquic",
+    "bokeh",
+    "fastapi",
+    "granian",
+    "httptools",
+    "hypercorn",
+    "jinja2",
+    "jupyter_server",
+    "jupyterhub",
+    "qh3",
+    "redis",
+    "starlette",
+    "tornado",
+    "uvicorn",
+    "uvloop",
+    "websockets",
+)
 
 
-def stamp(script: Path, build: str) -> dict[str, str]:
-    """The run that just ended: its command, date, git commit, squall build and source hash."""
+def packages() -> dict[str, str]:
+    """The versions of `PACKAGES` this interpreter holds, by name."""
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def stamp(script: Path, build: str) -> dict[str, Any]:
+    """The run that just ended: its command, date, git commit, squall build,
+    source hash and the versions of the peers beside it (`packages`)."""
     # The records themselves (this run's and earlier ones not yet committed)
     # do not make the measured code differ from the commit.
     dirty = bool(
@@ -110,16 +146,17 @@ def stamp(script: Path, build: str) -> dict[str, str]:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "source_sha256": source_hash(script),
         "squall_build": build,
+        "packages": packages(),
     }
 
 
-def part_stamps(old: dict[str, Any], names: tuple[str, ...]) -> dict[str, dict[str, str]]:
+def part_stamps(old: dict[str, Any], names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Each part of a recorded file (``names`` of its keys) with the stamp of the run that made it.
 
     A record written before parts had stamps of their own gives each of
     its parts the file's one stamp.
     """
-    parts: dict[str, dict[str, str]] = dict(old.get("parts", {}))
+    parts: dict[str, dict[str, Any]] = dict(old.get("parts", {}))
     for name in names:
         if name in old and name not in parts:
             parts[name] = {k: old[k] for k in STAMP_KEYS if k in old}
@@ -131,7 +168,7 @@ def record(
     script: Path,
     build: str,
     figures: dict[str, Any],
-    parts: dict[str, dict[str, str]] | None = None,
+    parts: dict[str, dict[str, Any]] | None = None,
     rows_from: str | None = None,
     per_python: bool = False,
 ) -> Path:
@@ -163,6 +200,9 @@ def record(
         **{k: top[k] for k in STAMP_KEYS if k in top},
         **figures,
     }
+    if top is not now and "packages" not in top:
+        # Rows from a part recorded before versions were kept: unknown.
+        del data["packages"]
     if parts:
         data["parts"] = parts
     RESULTS.mkdir(exist_ok=True)

@@ -227,6 +227,19 @@ def test_parts_keep_the_stamp_of_the_run_that_measured_them(tmp_path: Path, scri
         "pure",
     )
     assert figures.part_stamps(saved, ("table", "faults")) == saved["parts"]
+    # The versions beside each run: the faults' run has them; the table's
+    # run kept none, and neither does the record whose rows are its.
+    assert isinstance(saved["parts"]["faults"]["packages"], dict)
+    assert "packages" not in saved and "packages" not in saved["parts"]["table"]
+
+
+def test_a_record_keeps_the_versions_of_the_peers_beside_it(
+    tmp_path: Path, script: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(figures, "PACKAGES", ("pytest", "no-such-package-of-squall"))
+    figures.record("p", script, "pure", {"rows": []})
+    saved = json.loads((tmp_path / "results" / "p.json").read_text())
+    assert saved["packages"] == {"pytest": pytest.__version__}
 
 
 def _bench(name: str, path: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:

@@ -121,15 +121,21 @@ PACKAGES = (
 )
 
 
-def packages() -> dict[str, str]:
-    """The versions of `PACKAGES` this interpreter holds, by name."""
+def versions(names: tuple[str, ...]) -> dict[str, str]:
+    """The versions of the distributions ``names`` this interpreter holds
+    (those it does not hold left out), by name."""
     found = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             pass
     return found
+
+
+def packages() -> dict[str, str]:
+    """The versions of `PACKAGES` this interpreter holds, by name."""
+    return versions(PACKAGES)
 
 
 def stamp(script: Path, build: str) -> dict[str, Any]:

@@ -791,14 +791,10 @@ PACKAGES = (
 
 def environment() -> dict[str, Any]:
     """The full Python version, platform, and versions of what moves the counts."""
-    from importlib import metadata
+    import figures
 
-    versions: dict[str, str] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "-"
+    found = figures.versions(PACKAGES)
+    versions = {name: found.get(name, "-") for name in PACKAGES}
     try:
         gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout
     except OSError:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ._paths import SQUALL_DIR
 from ._wait import HANG_GUARD
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -247,5 +248,4 @@ def test_an_instruction_count_names_where_its_squall_differs(tmp_path: Path) -> 
         "web/cookies.py",
         "web/signing.py",
     ]
-    squall = Path(__file__).resolve().parent.parent / "squall"
-    assert callgrind_apps.stale_files(squall, squall) == []
+    assert callgrind_apps.stale_files(SQUALL_DIR, SQUALL_DIR) == []

@@ -352,6 +352,74 @@ APPS: dict[str, App] = {
             suite_timeout=10 * 60,
             test_timeout=60,
         ),
+        # Elastic's APM agent: wraps RequestHandler._execute (awaited as a
+        # coroutine), _handle_request_exception and render with wrapt, and
+        # reads the handler's request, status and headers; its tests run
+        # through pytest-tornado's fixtures (a server, a client, the loop).
+        App(
+            name="elastic-apm",
+            version="6.26.2",
+            tests_repo="elastic/apm-agent-python",
+            tests_ref="v6.26.2",
+            tests_paths=(
+                "setup.cfg",
+                "tests/__init__.py",
+                "tests/conftest.py",
+                "tests/fixtures.py",
+                "tests/utils",
+                "tests/upstream/json-specs",
+                "tests/ca",
+                "tests/contrib/__init__.py",
+                "tests/contrib/asyncio/__init__.py",
+                "tests/contrib/asyncio/tornado",
+            ),
+            # Its reqs-tornado-newest.txt and reqs-base.txt, less coverage,
+            # the other frameworks' plugins and pytest-random-order (the
+            # order is kept fixed here).
+            test_deps=(
+                "pytest==7.4.0",
+                "pytest-tornado",
+                "pytest-localserver==0.9.0",
+                "pytest-mock==3.10.0",
+                "pytest-timeout",
+                "jsonschema==4.17.3",
+                "mock",
+                "wrapt>=1.14.1,!=1.15.0",
+            ),
+            # setup.cfg's addopts ask for pytest-random-order.
+            pytest_args=("tests/contrib/asyncio/tornado", "-o", "addopts=", "-m", "tornado"),
+            suite_timeout=5 * 60,
+            test_timeout=60,
+        ),
+        # Bugsnag's error reporter: a RequestHandler subclass of its own
+        # (prepare, _handle_request_exception, the request turned into a
+        # WSGI environ), tested with tornado.testing's AsyncHTTPTestCase.
+        App(
+            name="bugsnag",
+            version="4.9.0",
+            tests_repo="bugsnag/bugsnag-python",
+            tests_ref="v4.9.0",
+            tests_paths=(
+                "tests/__init__.py",
+                "tests/conftest.py",
+                "tests/utils.py",
+                # (its __init__ imports these three)
+                "tests/fixtures/__init__.py",
+                "tests/fixtures/start_and_end_of_file.py",
+                "tests/fixtures/caused_by.py",
+                "tests/fixtures/exception_groups.py",
+                "tests/fixtures/tornado",
+                "tests/integrations/conftest.py",
+                "tests/integrations/test_tornado.py",
+            ),
+            # Its tox environment "tornado"; tox.ini's addopts ask for pytest-cov.
+            test_deps=("pytest<8.2", "pytest-timeout"),
+            pytest_args=("tests/integrations/test_tornado.py", "-o", "addopts="),
+            # tox runs it with the checkout on PYTHONPATH (tests.utils).
+            env={"PYTHONPATH": "."},
+            suite_timeout=5 * 60,
+            test_timeout=60,
+        ),
         # Datadog's tracer: patches RequestHandler, the template loader,
         # run_on_executor and the client. Its tests, from the release tag,
         # with the modules they import from its tests/ package.

@@ -351,6 +351,28 @@ def test_a_text_message_that_is_not_utf8_is_refused_as_in_python(c_module: Modul
     assert results[0][:2] == ("raised", UnicodeEncodeError)
 
 
+def test_a_flag_whose_truth_raises_is_told_before_the_text_is_encoded(
+    c_module: ModuleType,
+) -> None:
+    # Found by speedups/fuzz_wswrite.py: of a flag whose truth raises and a
+    # text that is not UTF-8-encodable, the native method raised the flag's
+    # error and the Python one the encoding's. Both tell the flag first, as
+    # Tornado decides the opcode before it encodes.
+    class Truth:
+        def __bool__(self) -> bool:
+            raise ValueError("no truth here")
+
+    native_cls, python_cls = handler_classes(c_module)
+    results = []
+    for cls in (native_cls, python_cls):
+        handler = cls()
+        handler.ws_connection = protocol(sink=Sink())
+        results.append(outcome(handler, lambda h: h.write_message("\ud800x", Truth())))
+        assert handler.ws_connection._plain.written == []
+    assert results[0] == results[1]
+    assert results[0][:2] == ("raised", ValueError)
+
+
 def test_the_direct_path_does_not_count(c_module: ModuleType) -> None:
     # As with broadcast(): nothing of the connection's but the sink is read.
     native_cls, python_cls = handler_classes(c_module)

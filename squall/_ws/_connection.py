@@ -83,7 +83,7 @@ _SERVER_CLOSES: Final = {
 }
 
 
-def server_message_frame(payload: bytes, binary: bool = False, compressed: bool = False) -> bytes:
+def server_message_frame(payload: bytes, binary: object = False, compressed: bool = False) -> bytes:
     """A whole message as the one unmasked frame a server sends (section 5.2).
 
     The same bytes go to every server connection that sends this payload
@@ -92,7 +92,9 @@ def server_message_frame(payload: bytes, binary: bool = False, compressed: bool 
 
     Args:
         payload: the message's bytes (already compressed when ``compressed``).
-        binary: a binary message instead of text.
+        binary: a binary message instead of text: any value, by its truth
+            (as Tornado's ``write_message`` takes it), here and in
+            `server_frame` and `WSConnection.send_message`.
         compressed: set RSV1 (RFC 7692 section 6: a compressed message).
     """
     if not compressed and len(payload) < 126:
@@ -100,7 +102,7 @@ def server_message_frame(payload: bytes, binary: bool = False, compressed: bool 
     return build_frame(2 if binary else 1, payload, True, compressed)
 
 
-def server_frame(message: Union[str, bytes], binary: bool = False) -> bytes:
+def server_frame(message: Union[str, bytes], binary: object = False) -> bytes:
     """A whole message (``str`` as UTF-8) as the one uncompressed frame a server sends.
 
     The frame made last is reused when the same message object comes again
@@ -110,10 +112,14 @@ def server_frame(message: Union[str, bytes], binary: bool = False) -> bytes:
     last = _LAST_FRAME[0]
     if last[0] is message and last[1] is binary:
         return last[2]
+    # The flag's truth before the message's encoding, as Tornado (and the
+    # native write_message) tell them: of a flag whose truth raises and a
+    # str that is not UTF-8-encodable, the flag's error is the one raised.
+    flag = bool(binary)
     payload = message.encode("utf-8") if isinstance(message, str) else message
-    frame = server_message_frame(payload, binary)
+    frame = server_message_frame(payload, flag)
     if len(payload) <= FRAME_CACHE_LIMIT and (type(message) is str or type(message) is bytes):
-        _LAST_FRAME[0] = (message, binary, frame)
+        _LAST_FRAME[0] = (message, flag, frame)
     return frame
 
 
@@ -588,7 +594,7 @@ class WSConnection:
         if self.close_sent:
             raise LocalProtocolError("the connection is closing: a close frame was sent")
 
-    def send_message(self, data: Union[str, bytes], binary: bool = False) -> bytes:
+    def send_message(self, data: Union[str, bytes], binary: object = False) -> bytes:
         """Serializes a whole message as one frame (compressed if negotiated).
 
         Args:
@@ -608,9 +614,9 @@ class WSConnection:
             self.wire_bytes_out += size
             self.message_bytes_out += size - (2 if second < 126 else 4 if second == 126 else 10)
             return frame
+        opcode = 2 if binary else 1
         payload = data.encode("utf-8") if isinstance(data, str) else data
         self.message_bytes_out += len(payload)
-        opcode = 2 if binary else 1
         if self._extension is not None:
             return self._frame(opcode, self._extension.compress(payload), True, True)
         return self._frame(opcode, payload)

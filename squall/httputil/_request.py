@@ -396,7 +396,9 @@ class HTTPServerRequest(_OpenAttributes):
             return time.time() - self._start_time
         return self._finish_time - self._start_time
 
-    def get_ssl_certificate(self, binary_form: bool = False) -> Union[None, dict[str, Any], bytes]:
+    def get_ssl_certificate(
+        self, binary_form: object = False
+    ) -> Union[None, dict[str, Any], bytes]:
         """The client's TLS certificate, if the connection is TLS and one was sent.
 
         The server must have asked for one (``ssl_options`` with ``cert_reqs``);
@@ -404,9 +406,12 @@ class HTTPServerRequest(_OpenAttributes):
         two forms.
 
         Args:
-            binary_form: return the DER bytes instead of the decoded dict.
+            binary_form: return the DER bytes instead of the decoded dict
+                (any value: its truth).
         """
         import ssl
+
+        binary_form = bool(binary_form)
 
         conn: Any = self.connection
         if conn is None:

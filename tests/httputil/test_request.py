@@ -392,6 +392,21 @@ class TestSSLCertificate:
         assert req.get_ssl_certificate() == {"subject": ()}
         assert req.get_ssl_certificate(binary_form=True) == b"DER"
 
+    def test_binary_form_is_any_value_taken_by_its_truth(self) -> None:
+        # As ssl's getpeercert takes it (the compiled build once refused all
+        # but a bool); getpeercert itself is given a bool.
+        seen: list[Any] = []
+
+        class Recording(FakeSocket):
+            def getpeercert(self, binary_form: bool = False) -> Any:
+                seen.append(binary_form)
+                return super().getpeercert(binary_form)
+
+        req = make(connection=StreamConnection(Recording()))
+        assert req.get_ssl_certificate(binary_form=1) == b"DER"
+        assert req.get_ssl_certificate(None) == {"subject": ()}
+        assert seen == [True, False]
+
     def test_ssl_error(self) -> None:
         assert (
             make(connection=StreamConnection(FakeSocket(error=True))).get_ssl_certificate() is None

@@ -253,6 +253,22 @@ class ContextFromOpen(Base):
         super().on_close()
 
 
+class AnyFlag(Base):
+    """Sends with ``binary`` given as Tornado takes it: any value, by its truth."""
+
+    FLAGS: dict[str, Any] = {"one": 1, "zero": 0, "none": None, "text": "", "list": [0]}
+
+    def open(self, *args: Any) -> None:
+        super().open()
+        self.write_message(b"opened", binary=1)
+
+    async def on_message(self, message: Any) -> None:
+        text = message.decode() if isinstance(message, bytes) else message
+        flag = self.FLAGS[text]
+        await self.write_message(text, binary=flag)
+        await self.write_message({"flag": text}, binary=flag)
+
+
 class WebSocketEndToEnd(AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.rec = Recorder()
@@ -277,6 +293,8 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
                 ("/mixed_in", MixedIn, args),
                 ("/sees_connection", SeesItsConnection, args),
                 ("/context_from_open", ContextFromOpen, args),
+                ("/any_flag", AnyFlag, args),
+                ("/any_flag_deflate", AnyFlag, dict(rec=self.rec, options={})),
             ]
         )
 
@@ -302,6 +320,23 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         self.assertEqual(await ws.read_message(), big)
         self.assertIsNone(ws.selected_subprotocol)
         self.assertEqual(ws.headers["Upgrade"].lower(), "websocket")
+
+    @gen_test
+    async def test_binary_is_any_value_taken_by_its_truth(self) -> None:
+        # Tornado's write_message takes the flag's truth (1, None, a list...);
+        # the compiled build's frame functions once refused all but a bool
+        # (TypeError "bool object expected"), on the server's paths and the
+        # client's, uncompressed and compressed.
+        for path in ("/any_flag", "/any_flag_deflate"):
+            ws = await self.connect(path)
+            assert await ws.read_message() == b"opened"
+            for text, flag in AnyFlag.FLAGS.items():
+                await ws.write_message(text, binary=flag)
+                body = text.encode() if flag else text
+                assert await ws.read_message() == body, (path, text)
+                data = b'{"flag": "%s"}' % text.encode()
+                assert await ws.read_message() == (data if flag else data.decode()), (path, text)
+            ws.close()
 
     @gen_test
     async def test_callbacks_see_what_a_coroutine_open_set_in_the_context(self) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Optional, Union
 
 from squall import gen, process
+from squall._sizes import byte_count
 from squall.ioloop import IOLoop
 from squall.iostream import IOStream, SSLIOStream
 from squall.log import app_log
@@ -107,8 +108,8 @@ class TCPServer:
             _check_ssl_options(ssl_options)
         # (the options it was made from, the context): made on first use.
         self._ssl_made: Optional[tuple[Any, ssl.SSLContext]] = None
-        self.max_buffer_size = max_buffer_size
-        self.read_chunk_size = read_chunk_size
+        self.max_buffer_size = byte_count("max_buffer_size", max_buffer_size)
+        self.read_chunk_size = byte_count("read_chunk_size", read_chunk_size)
         # Listening sockets by file descriptor, with the function that stops
         # accepting on each.
         self._sockets: dict[int, socket.socket] = {}

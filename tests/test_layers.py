@@ -52,7 +52,7 @@ for level, names in enumerate(
             "_h3fields",
             "_sse",
         ],
-        ["util", "escape", "log", "options", "speedups", "extras", "_traits"],
+        ["util", "escape", "log", "options", "speedups", "extras", "_traits", "_sizes"],
         [
             "concurrent",
             "ioloop",

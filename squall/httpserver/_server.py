@@ -20,6 +20,7 @@ from squall.httputil import (
     HTTPServerConnectionDelegate,
     HTTPServerRequest,
 )
+from squall.httputil._drivers import _limits
 from squall.iostream import IOStream, SSLIOStream
 from squall.netutil import _listen_backlog, ssl_options_to_context
 from squall.tcpserver import TCPServer
@@ -234,6 +235,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             body_timeout=body_timeout,
             no_keep_alive=no_keep_alive,
         )
+        # A limit the parser refuses (see H1Limits) is refused here, not
+        # on each connection (asyncio drops a connection whose protocol
+        # fails to build, unlogged).
+        _limits(self.conn_params)
         TCPServer.__init__(
             self,
             ssl_options=ssl_options,

@@ -17,6 +17,7 @@ from typing import Optional
 
 from squall._content_coding import ContentCodingError, Decoder, make_decoder
 from squall._h1 import H1Connection, H1Limits, LocalProtocolError, ProtocolError
+from squall._sizes import byte_count
 from squall.httputil._delegates import HTTPMessageDelegate
 from squall.httputil._headers import _ABNF, HTTPHeaders, HTTPInputError, HTTPOutputError
 from squall.httputil._startline import ResponseStartLine, StartLine, responses
@@ -78,13 +79,18 @@ class HTTP1ConnectionParameters:
         body_timeout: Optional[float] = None,
         decompress: bool = False,
     ) -> None:
-        self.no_keep_alive = no_keep_alive
-        self.chunk_size = chunk_size or _DEFAULT_CHUNK_SIZE
-        self.max_header_size = max_header_size or _DEFAULT_MAX_HEADER_SIZE
+        # The sizes as ints and the flags as bools, whatever number or truth
+        # value the program gave (Tornado compares them as they are; the
+        # parsers and the compiled build take these types: see squall._sizes).
+        self.no_keep_alive = bool(no_keep_alive)
+        self.chunk_size = byte_count("chunk_size", chunk_size) or _DEFAULT_CHUNK_SIZE
+        self.max_header_size = (
+            byte_count("max_header_size", max_header_size) or _DEFAULT_MAX_HEADER_SIZE
+        )
         self.header_timeout = header_timeout
-        self.max_body_size = max_body_size
+        self.max_body_size = byte_count("max_body_size", max_body_size)
         self.body_timeout = body_timeout
-        self.decompress = decompress
+        self.decompress = bool(decompress)
 
 
 def _limits(params: HTTP1ConnectionParameters) -> H1Limits:

@@ -29,6 +29,7 @@ import types
 from collections.abc import Callable
 from typing import Any, Optional, Union
 
+from squall._sizes import byte_count
 from squall.concurrent import Future
 from squall.ioloop import IOLoop
 from squall.iostream._buffer import NO_WRITES, _StreamBuffer
@@ -141,10 +142,13 @@ class BaseIOStream(_Reading):
         max_write_buffer_size: Optional[int] = None,
     ) -> None:
         self.io_loop = IOLoop.current()
-        self.max_buffer_size: int = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
+        self.max_buffer_size: int = (
+            byte_count("max_buffer_size", max_buffer_size) or _DEFAULT_MAX_BUFFER_SIZE
+        )
         # A chunk never exceeds what the buffer may hold.
         self.read_chunk_size: int = min(
-            read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size
+            byte_count("read_chunk_size", read_chunk_size) or _DEFAULT_READ_CHUNK_SIZE,
+            self.max_buffer_size,
         )
         self.max_write_buffer_size: Optional[int] = max_write_buffer_size
         self.error: Optional[BaseException] = None

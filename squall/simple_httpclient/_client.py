@@ -33,6 +33,7 @@ from typing import Any, Optional, cast
 
 from squall import util
 from squall._h1 import H1Limits
+from squall._sizes import byte_count
 from squall.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse, _RequestProxy
 from squall.httputil import HTTPHeaders, split_host_and_port
 from squall.iostream import StreamClosedError
@@ -156,6 +157,10 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
             object,
             tuple[HTTPRequest, Callable[[HTTPResponse], None], Optional[object], float],
         ] = {}
+        # (None or 0: the default, as the stream takes them.)
+        max_buffer_size = byte_count("max_buffer_size", max_buffer_size) or 104857600
+        max_header_size = byte_count("max_header_size", max_header_size)
+        max_body_size = byte_count("max_body_size", max_body_size)
         self.max_buffer_size = max_buffer_size
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from squall import _ws
+from squall._sizes import byte_count
 from squall.concurrent import Future
 from squall.escape import json_encode
 from squall.httputil._websocket_link import WebSocketCarrier
@@ -207,6 +208,10 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.client = client
         self.ping_interval = ping_interval
         self.ping_timeout = ping_interval if ping_timeout is None else ping_timeout
+        if type(max_message_size) is not int:
+            # (1e7, say: an int for the compiled WSConnection; see squall._sizes.)
+            setting = "max_message_size" if client else "websocket_max_message_size"
+            max_message_size = byte_count(setting, max_message_size)
         self.max_message_size = max_message_size
         self.stream: Optional[BaseIOStream] = None
         self.conn: Optional[_ws.WSConnection] = None

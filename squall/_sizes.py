@@ -52,3 +52,17 @@ def byte_count(name: str, value: object) -> Optional[int]:
     if count < 0:
         raise ValueError(f"{name} is a number of bytes, 0 or more, not {given!r}")
     return count
+
+
+def required_byte_count(name: str, value: object) -> int:
+    """`byte_count` for a size that has no default to fall back on (a
+    request's ``set_max_body_size``): None is refused as well.
+
+    Raises:
+        TypeError: ``value`` is None or not a number.
+        ValueError: it is negative, or NaN.
+    """
+    count = byte_count(name, value)
+    if count is None:
+        raise TypeError(f"{name} is a number of bytes, not None")
+    return count

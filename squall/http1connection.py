@@ -34,6 +34,7 @@ from squall._h1 import (
     Request,
     Response,
 )
+from squall._sizes import required_byte_count
 from squall.concurrent import Future
 from squall.httputil import (
     HTTPHeaders,
@@ -429,14 +430,16 @@ class HTTP1Connection(Exchange):
         assert stream is not None
         return stream.io_loop.time()
 
-    def set_body_timeout(self, timeout: float) -> None:
+    def set_body_timeout(self, timeout: Optional[float]) -> None:
         """Limit the time to read the body of the message in progress (seconds)."""
         self._body_timeout = timeout
 
-    def set_max_body_size(self, max_body_size: int) -> None:
-        """Limit the size of the body of the message in progress (bytes)."""
-        self._max_body_size = max_body_size
-        self._h1.set_max_body_size(max_body_size)
+    def set_max_body_size(self, max_body_size: object) -> None:
+        """Limit the size of the body of the message in progress (bytes: any
+        real number, as `squall._sizes.byte_count` takes it)."""
+        size = required_byte_count("max_body_size", max_body_size)
+        self._max_body_size = size
+        self._h1.set_max_body_size(size)
 
     @property
     def keep_alive(self) -> bool:

@@ -21,6 +21,7 @@ from http.client import responses
 from typing import IO, TYPE_CHECKING, Final, Optional, cast
 
 from squall._h1 import LocalProtocolError
+from squall._sizes import required_byte_count
 from squall.httpserver._sendfile import send_file
 from squall.httpserver._stream import _TransportStream
 from squall.httputil import HTTPHeaders, HTTPOutputError
@@ -482,15 +483,18 @@ class _RequestConnection(Exchange):
         of the request: both done ends the exchange)."""
         return self._phase == DONE
 
-    def set_body_timeout(self, timeout: float) -> None:
-        """Limit the time to receive this request's body (seconds)."""
+    def set_body_timeout(self, timeout: Optional[float]) -> None:
+        """Limit the time to receive this request's body (seconds; None:
+        the server's ``body_timeout``)."""
         self._body_timeout = timeout
 
-    def set_max_body_size(self, max_body_size: int) -> None:
-        """Limit the size of this request's body (bytes)."""
+    def set_max_body_size(self, max_body_size: object) -> None:
+        """Limit the size of this request's body (bytes: any real number,
+        as `squall._sizes.byte_count` takes it)."""
+        size = required_byte_count("max_body_size", max_body_size)
         p = self._proto
         if p.exchange is self:
-            p.h1.set_max_body_size(max_body_size)
+            p.h1.set_max_body_size(size)
 
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:

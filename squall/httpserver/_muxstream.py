@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Optional, Protocol
 
 from squall._compiled import mypyc_attr
+from squall._sizes import required_byte_count
 from squall.httpserver._flow import (
     APP_ERROR,
     FINISHED,
@@ -565,13 +566,15 @@ class _MuxStream(Exchange):
         stream's own timeout, else the server's ``default``."""
         return body_overdue(self._body_timeout, default, now - self._started)
 
-    def set_body_timeout(self, timeout: float) -> None:
-        """Limit the time to receive this request's body (seconds)."""
+    def set_body_timeout(self, timeout: Optional[float]) -> None:
+        """Limit the time to receive this request's body (seconds; None:
+        the server's ``body_timeout``)."""
         self._body_timeout = timeout
 
-    def set_max_body_size(self, max_body_size: int) -> None:
-        """Limit the size of this request's body (bytes)."""
-        self._max_body = max_body_size
+    def set_max_body_size(self, max_body_size: object) -> None:
+        """Limit the size of this request's body (bytes: any real number,
+        as `squall._sizes.byte_count` takes it)."""
+        self._max_body = required_byte_count("max_body_size", max_body_size)
 
     def detach(self) -> Any:
         """Take over the stream of an extended CONNECT answered with a 2xx

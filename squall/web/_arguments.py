@@ -63,7 +63,14 @@ class ArgumentsMixin:
         return self._get_argument(name, default, source, strip)
 
     def get_arguments(self, name: str, strip: bool = True) -> list[str]:
-        """Every value of the query and body argument ``name`` (maybe none)."""
+        """Every value of the query and body argument ``name`` (maybe none).
+
+        Raises:
+            TypeError: ``strip`` is not a bool (a default given in its
+                place, as to `get_argument`: Tornado asserts it is a bool).
+        """
+        if not isinstance(strip, bool):
+            raise TypeError(f"strip must be a bool, got {strip!r}")
         return self._get_arguments(name, self.request.arguments, strip)
 
     @overload
@@ -116,8 +123,8 @@ class ArgumentsMixin:
         return values[-1]
 
     def _get_arguments(self, name: str, source: dict[str, list[bytes]], strip: bool) -> list[str]:
-        if not isinstance(strip, bool):
-            raise TypeError(f"strip must be a bool, got {strip!r}")
+        if strip is not True and strip is not False:
+            strip = bool(strip)  # any truth value, as Tornado takes it
         if not self._traits.decode_argument:
             # The stock decoding, compiled (None: a value it leaves to us).
             decoded = _decoded_arguments(source.get(name), strip)

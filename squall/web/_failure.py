@@ -86,9 +86,10 @@ class ErrorPageMixin:
             self.finish()
         else:
             reason = escape.xhtml_escape(self._reason)
+            # (%d: a code given as another number, 404.0, reads 404, as on Tornado.)
+            code = "%d" % status_code  # noqa: UP031
             self.finish(
-                f"<html><title>{status_code}: {reason}</title>"
-                f"<body>{status_code}: {reason}</body></html>"
+                f"<html><title>{code}: {reason}</title><body>{code}: {reason}</body></html>"
             )
 
     def _request_summary(self) -> str:

@@ -6,9 +6,11 @@ header fields, and the default fields every response starts with
 from __future__ import annotations
 
 import datetime
+import math
 import numbers
+import operator
 import time
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional, SupportsIndex, SupportsInt, Union, cast
 
 from squall.httputil import format_timestamp, responses
 from squall.httputil._headers import _ABNF, _NAME_CACHE, _normalize_header
@@ -22,6 +24,18 @@ if TYPE_CHECKING:
     from squall.web.handler import HandlerTraits
 
 __all__ = ["StatusMixin"]
+
+
+def _status_number(value: object) -> int:
+    """A status code given as another number (``201.0``, a NumPy integer)
+    as the int the status line is written from: Tornado formats it with
+    ``%d``, so any real number serves there."""
+    if hasattr(value, "__index__"):
+        return operator.index(cast(SupportsIndex, value))
+    if isinstance(value, numbers.Real) and math.isfinite(value):
+        return int(cast(SupportsInt, value))
+    raise TypeError(f"status_code is an int, not {type(value).__name__} {value!r}")
+
 
 # RFC 9110 section 5.5: a field value may hold HTAB but no other control.
 _UNSAFE_HEADER_CHARS = UNSAFE_VALUE_CHARS
@@ -95,6 +109,8 @@ class StatusMixin:
                 code, or ``"Unknown"``. A phrase that may not appear in a
                 status line (control characters, ``<``) becomes ``"Unknown"``.
         """
+        if type(status_code) is not int:
+            status_code = _status_number(status_code)
         self._status_code = status_code
         if reason is None:
             self._reason = responses.get(status_code, "Unknown")

@@ -13,6 +13,7 @@ import binascii
 import datetime
 import hmac
 import http.cookies
+import math
 import os
 import time
 import warnings
@@ -89,6 +90,8 @@ def _max_age(value: Any) -> int:
         return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit() and value.isascii():
         return int(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)  # whole seconds, as Tornado writes int(max_age)
     raise ValueError(f"Cookie max_age must be an integer number of seconds, not {value!r}")
 
 
@@ -132,7 +135,8 @@ def format_set_cookie(name: str, value: str, attributes: dict[str, Any]) -> str:
             if item:
                 parts.append(label)
         elif key == "max-age":
-            parts.append(f"{label}={_max_age(item)}")
+            if item:  # (0 sets no Max-Age, as on Tornado: not "expire now")
+                parts.append(f"{label}={_max_age(item)}")
         elif key == "expires":
             parts.append(f"{label}={item if isinstance(item, str) else format_timestamp(item)}")
         else:
@@ -274,7 +278,7 @@ class CookieMixin:
             if excluded in kwargs:
                 raise TypeError(f"clear_cookie() got an unexpected keyword argument {excluded!r}")
         expires = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=365)
-        self.set_cookie(name, value="", expires=expires, max_age=0, **kwargs)
+        self.set_cookie(name, value="", expires=expires, **kwargs)
 
     def clear_all_cookies(self, **kwargs: Any) -> None:
         """Deletes every cookie the request sent (see `clear_cookie` for ``kwargs``)."""

@@ -62,9 +62,9 @@ class HTTPError(Exception):
         return message % self.args
 
     def __str__(self) -> str:
-        message = (
-            f"HTTP {self.status_code}: {self.reason or responses.get(self.status_code, 'Unknown')}"
-        )
+        # (%d: a code given as another number, 403.0, reads 403, as on Tornado.)
+        code = "%d" % self.status_code  # noqa: UP031
+        message = f"HTTP {code}: {self.reason or responses.get(self.status_code, 'Unknown')}"
         detail = self.get_message()
         return f"{message} ({detail})" if detail else message
 

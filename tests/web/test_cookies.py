@@ -110,7 +110,7 @@ def test_unknown_attribute_is_refused() -> None:
         format_set_cookie("a", "b", {"color": "red"})
 
 
-@pytest.mark.parametrize("bad", ["1; Path=/x", "ten", 1.5, True, [1]])
+@pytest.mark.parametrize("bad", ["1; Path=/x", "ten", float("inf"), float("nan"), True, [1]])
 def test_max_age_must_be_an_integer(bad: object) -> None:
     with pytest.raises(ValueError, match="max_age must be an integer"):
         format_set_cookie("a", "b", {"max-age": bad})
@@ -119,6 +119,16 @@ def test_max_age_must_be_an_integer(bad: object) -> None:
 def test_max_age_accepts_integer_strings() -> None:
     assert format_set_cookie("a", "b", {"max-age": "30"}) == "a=b; Max-Age=30"
     assert format_set_cookie("a", "b", {"max-age": -1}) == "a=b; Max-Age=-1"
+
+
+def test_max_age_is_whole_seconds_and_zero_sets_none() -> None:
+    # As Tornado writes it (int(max_age), and nothing for a false one): a
+    # max_age of 0 is no Max-Age attribute (a session cookie), not one that
+    # expires at once.
+    assert format_set_cookie("a", "b", {"max-age": 10.7}) == "a=b; Max-Age=10"
+    assert format_set_cookie("a", "b", {"max-age": 0}) == "a=b"
+    assert format_set_cookie("a", "b", {"max-age": 0.0}) == "a=b"
+    assert format_set_cookie("a", "b", {"max-age": "0"}) == "a=b; Max-Age=0"
 
 
 # -- CookieMixin without a server ---------------------------------------------
@@ -204,7 +214,9 @@ def test_clear_cookie_expires_it_with_the_same_attributes() -> None:
     handler.clear_cookie("a", path="/x", domain="example.com", samesite="None", secure=True)
     (line,) = handler.set_cookies()
     assert line.startswith('a=""; Domain=example.com; expires=')
-    assert line.endswith("; Max-Age=0; Path=/x; SameSite=None; Secure")
+    # (Expired by its date alone, as Tornado sends it: no Max-Age.)
+    assert line.endswith("; Path=/x; SameSite=None; Secure")
+    assert "Max-Age" not in line
     when = email.utils.parsedate_to_datetime(line.split("expires=")[1].split(";")[0])
     assert when < datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=300)
 

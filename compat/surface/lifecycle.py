@@ -57,6 +57,7 @@ class Recorder:
         self.messages: dict[str, str] = {}
         self.log_sites: dict[str, str] = {}
         self.call_shapes: dict[str, str] = {}
+        self.values: dict[str, str] = {}
 
     # -- messages
 
@@ -518,6 +519,188 @@ async def call_shapes(r: Recorder, M: _Modules) -> None:
             await server.close_all_connections()
 
 
+# Values Tornado takes by their number or truth (a float size, an int flag, a
+# float status code): what a handler's call, a server's or client's setting
+# or a WebSocket's call with one comes to. The compiled build's typed fields
+# once refused some of these, and a few closed every connection unlogged.
+_HANDLER_VALUES: dict[str, Callable[[Any], Any]] = {
+    "set_status.float": lambda h: (h.set_status(201.0), h.write("x")),
+    "set_status.str": lambda h: (h.set_status("201"), h.write("x")),
+    "send_error.float": lambda h: h.send_error(404.0),
+    "get_argument.strip_int": lambda h: h.write(h.get_argument("a", "-", strip=1)),
+    "get_query_argument.strip_zero": lambda h: h.write(h.get_query_argument("a", "-", strip=0)),
+    "get_arguments.strip_int": lambda h: h.write(",".join(h.get_arguments("a", 1))),
+    "set_cookie.max_age_float": lambda h: (h.set_cookie("a", "b", max_age=10.7), h.write("x")),
+    "set_cookie.max_age_zero": lambda h: (h.set_cookie("a", "b", max_age=0), h.write("x")),
+    "set_cookie.flags_int": lambda h: (h.set_cookie("a", "b", httponly=1, secure=0), h.write("x")),
+    "clear_cookie": lambda h: (h.clear_cookie("a"), h.write("x")),
+    "set_header.int": lambda h: (h.set_header("X-A", 5), h.write("x")),
+    "redirect.permanent_int": lambda h: h.redirect("/x", permanent=1),
+    "redirect.status_float": lambda h: h.redirect("/x", status=302.0),
+    "connection.set_max_body_size.float": lambda h: (
+        h.request.connection.set_max_body_size(1.5 * 1024**3),
+        h.write("x"),
+    ),
+    "connection.set_body_timeout.none": lambda h: (
+        h.request.connection.set_body_timeout(None),
+        h.write("x"),
+    ),
+}
+_SOCKET_VALUES: dict[str, Callable[[Any], Any]] = {
+    "write_message.binary_int": lambda h: h.write_message(b"m", binary=1),
+    "write_message.binary_none": lambda h: h.write_message("m", binary=None),
+    "write_message.dict_binary_int": lambda h: h.write_message({"m": 1}, binary=1),
+    "ping.str": lambda h: (h.ping("p"), h.write_message("m")),
+    "set_nodelay.int": lambda h: (h.set_nodelay(1), h.write_message("m")),
+    "close.code_float": lambda h: h.close(1000.0, "bye"),
+}
+_SERVER_VALUES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    # (HTTPServer's keywords, Application's settings)
+    "max_body_size.float": ({"max_body_size": 1e7}, {}),
+    "max_buffer_size.float": ({"max_buffer_size": 1e8}, {}),
+    "max_header_size.float": ({"max_header_size": 65536.0}, {}),
+    "no_keep_alive.int": ({"no_keep_alive": 0}, {}),
+    "decompress_request.int": ({"decompress_request": 1}, {}),
+    "xheaders.int": ({"xheaders": 1}, {}),
+    "idle_connection_timeout.int": ({"idle_connection_timeout": 30}, {}),
+    "websocket_max_message_size.float": ({}, {"websocket_max_message_size": 1e4}),
+    "compress_response.int": ({}, {"compress_response": 1}),
+}
+_CLIENT_VALUES: dict[str, dict[str, Any]] = {
+    # AsyncHTTPClient's keywords
+    "max_body_size.float": {"max_body_size": 1e7},
+    "max_buffer_size.float": {"max_buffer_size": 1e8},
+}
+_REQUEST_VALUES: dict[str, dict[str, Any]] = {
+    # fetch's keywords
+    "follow_redirects.int": {"follow_redirects": 1},
+    "max_redirects.float": {"max_redirects": 5.0},
+    "timeouts.int": {"connect_timeout": 5, "request_timeout": 10},
+    "decompress_response.int": {"decompress_response": 1},
+    "body.bytearray": {"method": "POST", "body": bytearray(b"abc")},
+}
+
+
+async def values(r: Recorder, M: _Modules) -> None:
+    """Each of the values above, as a program gives it: the response a
+    client gets (status, body and the header the call sets), "closed" when
+    the connection closes without one, or "refused" when the call raises
+    (its exception's type is in ``messages`` where users' tests read it)."""
+    web, websocket, httpclient, httpserver = M.web, M.websocket, M.httpclient, M.httpserver
+
+    class Case(web.RequestHandler):  # type: ignore[misc,name-defined]
+        def get(self, name: str) -> None:
+            case = _HANDLER_VALUES.get(name)
+            if case is None:
+                self.write("ok")
+                return
+            try:
+                case(self)
+            except Exception:
+                if not self._finished:
+                    self.clear()
+                    self.set_status(599)
+                    self.finish("refused")
+
+        def post(self, name: str) -> None:
+            self.write(str(len(self.request.body)))
+
+    class Socket(websocket.WebSocketHandler):  # type: ignore[misc,name-defined]
+        def open(self, name: str) -> None:
+            case = _SOCKET_VALUES.get(name)
+            if case is None:
+                return  # (an echo)
+            try:
+                case(self)
+            except Exception:
+                self.write_message("refused")
+
+        def on_message(self, message: Any) -> None:
+            self.write_message(message)
+
+    def seen(response: Any) -> str:
+        keep = ("Set-Cookie", "X-A", "Location")
+        headers = [f"{k}: {v}" for k, v in response.headers.get_all() if k in keep]
+        # (a cookie's expires date moves: its name is enough)
+        headers = [
+            h.split("; expires=")[0] + "; expires=..." if "expires=" in h else h for h in headers
+        ]
+        return " | ".join([str(response.code), response.body.decode("latin-1")[:40], *headers])
+
+    async def serve(server_kwargs: dict[str, Any], settings: dict[str, Any]) -> tuple[Any, str]:
+        app = web.Application([(r"/ws/(.*)", Socket), (r"/(.*)", Case)], **settings)
+        server = httpserver.HTTPServer(app, **server_kwargs)
+        sock = M.netutil.bind_sockets(0, "127.0.0.1")[0]
+        server.add_sockets([sock])
+        return server, f"127.0.0.1:{sock.getsockname()[1]}"
+
+    async def fetch(client: Any, url: str, **kwargs: Any) -> str:
+        try:
+            kwargs.setdefault("follow_redirects", False)
+            response = await asyncio.wait_for(
+                client.fetch(url, raise_error=False, **kwargs), _DEADLINE
+            )
+        except Exception as exc:
+            return (
+                f"closed ({type_name(exc)})"
+                if "lose" in str(exc)
+                else f"refused ({type_name(exc)})"
+            )
+        return seen(response)
+
+    async def socket_says(host: str, name: str, send: Any = None, **kwargs: Any) -> str:
+        try:
+            ws = await asyncio.wait_for(
+                websocket.websocket_connect(f"ws://{host}/ws/{name}", **kwargs), _DEADLINE
+            )
+        except Exception as exc:
+            return f"closed ({type_name(exc)})"
+        try:
+            if send is not None:
+                await ws.write_message(send, binary=isinstance(send, bytes))
+            message = await asyncio.wait_for(ws.read_message(), _DEADLINE)
+            return f"{message!r} close {ws.close_code}"
+        finally:
+            ws.close()
+
+    client = httpclient.AsyncHTTPClient(force_instance=True)
+    server, host = await serve({}, {"cookie_secret": "s"})
+    try:
+        for name in _HANDLER_VALUES:
+            r.values[f"handler.{name}"] = await fetch(client, f"http://{host}/{name}?a=+v+")
+        for name in _SOCKET_VALUES:
+            r.values[f"websocket.{name}"] = await socket_says(host, name)
+        for name, kwargs in _REQUEST_VALUES.items():
+            r.values[f"fetch.{name}"] = await fetch(client, f"http://{host}/post", **kwargs)
+        for name, kwargs in _CLIENT_VALUES.items():
+            other = httpclient.AsyncHTTPClient(force_instance=True, **kwargs)
+            try:
+                r.values[f"client.{name}"] = await fetch(
+                    other, f"http://{host}/post", method="POST", body=b"x" * 100
+                )
+            finally:
+                other.close()
+    finally:
+        server.stop()
+        await server.close_all_connections()
+    try:
+        for name, (server_kwargs, settings) in _SERVER_VALUES.items():
+            try:
+                server, host = await serve(server_kwargs, settings)
+            except Exception as exc:
+                r.values[f"server.{name}"] = f"refused ({type_name(exc)})"
+                continue
+            try:
+                got = await fetch(client, f"http://{host}/post", method="POST", body=b"x" * 1000)
+                echo = await socket_says(host, "echo", send="hi")
+                r.values[f"server.{name}"] = f"{got} || websocket {echo}"
+            finally:
+                server.stop()
+                await server.close_all_connections()
+    finally:
+        client.close()
+
+
 async def messages(r: Recorder, M: _Modules) -> None:
     """Error texts that Tornado's users' tests assert (ddtrace's, ...)."""
     concurrent, gen = M.concurrent, M.gen
@@ -805,6 +988,7 @@ def run(package: str) -> dict[str, dict[str, str]]:
         messages,
         log_sites,
         call_shapes,
+        values,
     ):
         asyncio.run(_guarded(r, scenario, M))
     return {
@@ -816,6 +1000,7 @@ def run(package: str) -> dict[str, dict[str, str]]:
         "messages": r.messages,
         "log_sites": r.log_sites,
         "call_shapes": r.call_shapes,
+        "values": r.values,
     }
 
 

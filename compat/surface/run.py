@@ -48,6 +48,7 @@ PARTS = (
     "messages",
     "log_sites",
     "call_shapes",
+    "values",
     "imports",
 )
 # Parts whose values are sets (space-separated): Squall's must hold Tornado's.

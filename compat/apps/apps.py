@@ -9,6 +9,10 @@ index instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Configuration the suites read (see config/README.md).
+CONFIG = Path(__file__).resolve().parent / "config"
 
 
 @dataclass(frozen=True)
@@ -389,6 +393,118 @@ APPS: dict[str, App] = {
             # setup.cfg's addopts ask for pytest-random-order.
             pytest_args=("tests/contrib/asyncio/tornado", "-o", "addopts=", "-m", "tornado"),
             suite_timeout=5 * 60,
+            test_timeout=60,
+        ),
+        # Celery's monitor: an Application subclass with its own settings,
+        # handlers reading tornado.options (patched in tests through
+        # options.mockable()), basic and OAuth logins on signed cookies,
+        # XSRF, Prometheus metrics; tested with AsyncHTTPTestCase.
+        App(
+            name="flower",
+            version="2.2.0",
+            # Its tests/run-unit-tests.sh runs them with unittest; pytest
+            # collects the same TestCases. redis: its broker tests.
+            test_deps=("pytest", "pytest-timeout", "redis"),
+            pytest_args=("tests/unit",),
+            env={"PYTHONPATH": "."},
+            suite_timeout=10 * 60,
+            test_timeout=60,
+        ),
+        # Globo's image server: handlers serving images fetched with
+        # AsyncHTTPClient (the HTTP loader), stored and cropped in threads;
+        # tested with AsyncHTTPTestCase and pytest-asyncio.
+        App(
+            name="thumbor",
+            version="7.8.0",
+            # Its "tests" extra, less linters, coverage and release tools.
+            test_deps=(
+                "preggy>=1.4.4,<2.0.0",
+                "pyssim>=0.7,<1.0.0",
+                "pytest>=7.4.4,<8.0.0",
+                "pytest-asyncio>=0.23.3,<2.0.0",
+                "pytest-timeout",
+                "redis>=5.0.1,<6.0.0",
+                "remotecv>=5.2.0,<6.0.0",
+                "sentry-sdk>=1.39.1,<3.0.0",
+                # Its "extra-libs" that install from wheels (HEIF, AVIF, and
+                # pycurl: its loader on CurlAsyncHTTPClient).
+                "pycurl>=7.45.2,<8.0.0",
+                "pillow-heif>=1.3.0,<2.0.0",
+                "pillow-avif-plugin>=1.4.1,<2.0.0",
+            ),
+            # The sdist's thumbor/ lacks the C filters the install built
+            # (its Makefile builds them in place): the installed package is
+            # imported first (no cwd on sys.path, the rootdir appended).
+            pytest_args=("tests", "--import-mode=append"),
+            env={"PYTHONSAFEPATH": "1"},
+            per_file=True,
+            suite_timeout=30 * 60,
+            test_timeout=60,
+        ),
+        # Jupyter's proxy to the processes a user starts (an HTTP and
+        # WebSocket proxy inside Jupyter Server): requests relayed with
+        # AsyncHTTPClient (streamed or buffered), WebSockets with
+        # websocket_connect, to backends that are Tornado apps too; its
+        # tests start `jupyter notebook` and `jupyter lab` with it.
+        App(
+            name="jupyter-server-proxy",
+            # The newest release whose tag the mirror here holds.
+            version="4.4.0",
+            tests_repo="jupyterhub/jupyter-server-proxy",
+            tests_ref="v4.4.0",
+            tests_paths=("tests", "pyproject.toml"),
+            # Its "test" extra, less coverage and the HTML report, and its
+            # "lab" extra (the servers its tests start).
+            test_deps=(
+                "pytest",
+                "pytest-asyncio",
+                "pytest-timeout",
+                "jupyterlab>=4.0.5,<5.0.0a0",
+                "nbclassic",
+                "notebook>=7",
+            ),
+            # The acceptance tests drive Firefox with Robot Framework; the
+            # addopts ask for pytest-cov and pytest-html.
+            pytest_args=("tests", "--ignore=tests/acceptance", "-o", "addopts="),
+            env={"JUPYTER_CONFIG_PATH": str(CONFIG / "jupyter")},
+            suite_timeout=15 * 60,
+            test_timeout=120,
+        ),
+        # Spotify's workflow scheduler: luigid, its central scheduler, is a
+        # Tornado app (a JSON RPC API with CORS, the visualiser's static
+        # files), served in-process, in a forked process, as a daemon and on
+        # a Unix socket by its tests.
+        App(
+            name="luigi",
+            version="3.8.1",
+            tests_repo="spotify/luigi",
+            tests_ref="v3.8.1",
+            # The one test file that runs the scheduler's server.
+            tests_paths=("test/server_test.py", "test/helpers.py", "test/testconfig"),
+            # requests-unixsocket: its client to a scheduler on a Unix socket
+            # (without it those tests fail in setUp, leaving their server
+            # processes, which pytest then waits for at exit).
+            test_deps=("pytest", "pytest-timeout", "mock", "requests-unixsocket2"),
+            # Each test_404 of a scheduler in a process of its own waits out
+            # the client's three retries, 30 s apart, and fails on Tornado at
+            # the per-test limit (its CI skips them on GitHub Actions):
+            # 5 minutes a side for nothing.
+            pytest_args=(
+                "test/server_test.py",
+                *(
+                    f"--deselect=test/server_test.py::{case}::test_404"
+                    for case in (
+                        "UNIXServerTest",
+                        "INETProcessServerTest",
+                        "INETURLLibServerTest",
+                        "INETLuigidServerTest",
+                        "INETLuigidDaemonServerTest",
+                    )
+                ),
+            ),
+            # tox.ini's environment for its tests.
+            env={"LUIGI_CONFIG_PATH": "test/testconfig/luigi.cfg"},
+            suite_timeout=10 * 60,
             test_timeout=60,
         ),
         # Bugsnag's error reporter: a RequestHandler subclass of its own

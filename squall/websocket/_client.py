@@ -60,7 +60,9 @@ class WebSocketClientConnection(_Peer):
             literal removed).
         io_loop: the `.IOLoop` current when the connection was made.
         tcp_client: the `.TCPClient` that opens the connection.
-        connect_future: the future `websocket_connect` returned.
+        connect_future: the future `websocket_connect` returned: made, and
+            the connection started, by the constructor (as Tornado's, so
+            that a subclass made directly connects too).
         start_time: `.IOLoop.time` when the connection was made.
         start_wall_time: `time.time` when the connection was made.
         final_callback: always None (kept for code written for Tornado,
@@ -91,7 +93,6 @@ class WebSocketClientConnection(_Peer):
         self.start_time = self.io_loop.time()
         self.start_wall_time = time.time()
         self.final_callback: Optional[Callable[..., Any]] = None
-        self.connect_future: Optional[Future[WebSocketClientConnection]] = None
         from squall.tcpclient import TCPClient
 
         self.tcp_client = TCPClient(resolver=resolver)
@@ -110,6 +111,31 @@ class WebSocketClientConnection(_Peer):
         self._readers: deque[Future[Optional[MessageType]]] = deque()
         self._space: Optional[Future[None]] = None
         self._closed = False
+        # The handshake's headers go into the request, where Tornado's client
+        # puts them and code written for it reads them (jupyter-server-proxy's
+        # tests: the Sec-WebSocket-Protocol offered).
+        self._key = _ws.new_key()
+        self._offer = (
+            _ws.client_offer(compression_options) if compression_options is not None else None
+        )
+        request.headers.update(_ws.client_headers(self._key, self.subprotocols, self._offer))
+        # Connecting starts here, as in Tornado, whose constructor starts its
+        # HTTP connection: a subclass made directly (jupyter-server-proxy's
+        # PingableWSClientConnection) awaits its connect_future.
+        future: Future[WebSocketClientConnection] = Future()
+        self.connect_future = future
+
+        def done(task: asyncio.Future[WebSocketClientConnection]) -> None:
+            if future.done():
+                return
+            if task.cancelled():
+                future.cancel()
+            elif task.exception() is not None:
+                future.set_exception(cast(BaseException, task.exception()))
+            else:
+                future.set_result(task.result())
+
+        _held_future(self._connect()).add_done_callback(done)
 
     # -- handshake
 
@@ -144,12 +170,7 @@ class WebSocketClientConnection(_Peer):
             raise exc.real_error from None
         self.stream = stream
         try:
-            key = _ws.new_key()
-            offer = (
-                _ws.client_offer(self.compression_options)
-                if self.compression_options is not None
-                else None
-            )
+            key, offer = self._key, self._offer
             stream.write(self._request_head(parsed, key, offer))
             status, headers = await self._read_head(stream)
             if status.code != 101:
@@ -441,6 +462,9 @@ def websocket_connect(
             request.connect_timeout = connect_timeout
     else:
         request = HTTPRequest(url, connect_timeout=connect_timeout)
+    # As Tornado's: the request gets a copy of its headers, which the
+    # handshake's are added to; the caller's headers object is left as it was.
+    request.headers = HTTPHeaders(request.headers)
     connection = WebSocketClientConnection(
         request,
         on_message_callback=on_message_callback,
@@ -451,20 +475,7 @@ def websocket_connect(
         subprotocols=subprotocols,
         resolver=resolver,
     )
-    future: Future[WebSocketClientConnection] = Future()
-    connection.connect_future = future
-
-    def done(task: asyncio.Future[WebSocketClientConnection]) -> None:
-        if future.done():
-            return
-        if task.cancelled():
-            future.cancel()
-        elif task.exception() is not None:
-            future.set_exception(cast(BaseException, task.exception()))
-        else:
-            future.set_result(task.result())
-
-    _held_future(connection._connect()).add_done_callback(done)
+    future = connection.connect_future
     if callback is not None:
         warnings.warn(
             "The callback argument to websocket_connect is deprecated. "

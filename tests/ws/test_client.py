@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import socket
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from squall._ws import accept_key
-from squall.httpclient import HTTPClientError, HTTPRequest
+from squall.httpclient import HTTPClientError, HTTPRequest, _RequestProxy
 from squall.ioloop import IOLoop
 from squall.queues import QueueEmpty
 from squall.tcpclient import TCPClient
@@ -352,6 +353,84 @@ class EchoingPeer(AsyncHTTPTestCase):
     async def test_parsed_of_a_secure_ipv6_url(self) -> None:
         ws = WebSocketClientConnection(HTTPRequest("wss://u:p@[::1]:1/x"))
         with self.assertRaises(OSError):
-            await ws._connect()
+            await ws.connect_future
         assert ws.parsed.scheme == "https" and ws.parsed.netloc == "u:p@[::1]:1"
         assert ws.parsed_hostname == "::1"
+
+    @gen_test
+    async def test_the_handshake_headers_are_in_the_request_as_in_tornado(self) -> None:
+        # jupyter-server-proxy's tests read the subprotocols offered from
+        # ``conn.request.headers``, where Tornado's client puts its handshake.
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{self.get_http_port()}/echo", headers={"X-Mine": "1"}
+        )
+        callers = request.headers
+        ws = await websocket_connect(request, subprotocols=["a", "b"], compression_options={})
+        sent = ws.request.headers
+        assert sent["Sec-WebSocket-Protocol"] == "a,b"
+        assert sent["Sec-WebSocket-Version"] == "13"
+        assert sent["Upgrade"] == "websocket" and sent["Connection"] == "Upgrade"
+        assert len(base64.b64decode(sent["Sec-WebSocket-Key"])) == 16
+        assert sent["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+        assert sent["X-Mine"] == "1"
+        # A copy: the headers the caller made are left as they were.
+        assert "Sec-WebSocket-Key" not in callers and callers["X-Mine"] == "1"
+        ws.write_message("hi")
+        assert await ws.read_message() == "hi"
+        ws.close()
+
+
+class Pinged(WebSocketHandler):
+    def open(self) -> None:
+        self.ping(b"are you there")
+
+    def on_message(self, message: Any) -> None:
+        self.write_message(message)
+
+
+class PingableConnection(WebSocketClientConnection):
+    """A subclass made directly, as jupyter-server-proxy makes its
+    PingableWSClientConnection: the constructor connects."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.on_ping_callback = kwargs.pop("on_ping_callback")
+        super().__init__(**kwargs)
+
+    def on_ping(self, data: bytes) -> None:
+        self.on_ping_callback(data)
+
+
+class DirectlyMadeConnection(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application([("/pinged", Pinged)])
+
+    @gen_test
+    async def test_a_subclass_made_directly_connects_and_relays(self) -> None:
+        request = HTTPRequest(f"ws://127.0.0.1:{self.get_http_port()}/pinged")
+        request = _RequestProxy(request, HTTPRequest._DEFAULTS)  # type: ignore[assignment]
+        messages: asyncio.Queue[Any] = asyncio.Queue()
+        pings: asyncio.Queue[bytes] = asyncio.Queue()
+        conn = PingableConnection(
+            request=request,
+            compression_options={},
+            on_message_callback=messages.put_nowait,
+            on_ping_callback=pings.put_nowait,
+            subprotocols=["first"],
+        )
+        assert isinstance(conn.connect_future, asyncio.Future)
+        ws = await asyncio.wait_for(conn.connect_future, HANG_GUARD)
+        assert ws is conn
+        assert await asyncio.wait_for(pings.get(), HANG_GUARD) == b"are you there"
+        ws.write_message("Hello, world!")
+        assert await asyncio.wait_for(messages.get(), HANG_GUARD) == "Hello, world!"
+        ws.close()
+        assert await asyncio.wait_for(messages.get(), HANG_GUARD) is None
+
+    @gen_test
+    async def test_a_directly_made_connection_that_fails_fails_its_future(self) -> None:
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+            conn = WebSocketClientConnection(HTTPRequest(f"ws://127.0.0.1:{port}/"))
+            with self.assertRaises(ConnectionRefusedError):
+                await asyncio.wait_for(conn.connect_future, HANG_GUARD)

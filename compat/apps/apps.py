@@ -470,6 +470,19 @@ APPS: dict[str, App] = {
             suite_timeout=15 * 60,
             test_timeout=120,
         ),
+        # Jupyter's kernel gateway: a Jupyter Server application serving
+        # kernels over its REST and WebSocket API, or a notebook's cells as
+        # HTTP endpoints; its tests talk to it with AsyncHTTPClient and
+        # websocket_connect, with every warning an error.
+        App(
+            name="jupyter-kernel-gateway",
+            version="3.0.1",
+            # Its "test" extra, less coverage.
+            test_deps=("pytest", "pytest_jupyter", "pytest-timeout", "ipykernel"),
+            pytest_args=("tests",),
+            suite_timeout=15 * 60,
+            test_timeout=120,
+        ),
         # Spotify's workflow scheduler: luigid, its central scheduler, is a
         # Tornado app (a JSON RPC API with CORS, the visualiser's static
         # files), served in-process, in a forked process, as a daemon and on

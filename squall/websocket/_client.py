@@ -10,12 +10,13 @@ import urllib.parse
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable
+from io import BytesIO
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from squall import _ws, gen
 from squall.concurrent import Future, _held_future, future_set_result_unless_cancelled
 from squall.escape import utf8
-from squall.httpclient import HTTPClientError, HTTPRequest
+from squall.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 from squall.httputil import (
     HTTPHeaders,
     ResponseStartLine,
@@ -115,6 +116,8 @@ class WebSocketClientConnection(_Peer):
         # puts them and code written for it reads them (jupyter-server-proxy's
         # tests: the Sec-WebSocket-Protocol offered).
         self._key = _ws.new_key()
+        #: The Sec-WebSocket-Key sent, as bytes (Tornado's attribute).
+        self.key = self._key.encode("ascii")
         self._offer = (
             _ws.client_offer(compression_options) if compression_options is not None else None
         )
@@ -177,7 +180,19 @@ class WebSocketClientConnection(_Peer):
                 self.code, self.reason = status.code, status.reason
                 if 200 <= status.code < 300:
                     raise WebSocketError("Non-websocket response")
-                raise HTTPClientError(status.code, status.reason)
+                # As Tornado's client: the error carries the response, its
+                # body read (a server's 401 or 403 says why in it).
+                body = await self._read_refusal_body(stream, status.code, headers)
+                response = HTTPResponse(
+                    request,
+                    status.code,
+                    headers=headers,
+                    buffer=BytesIO(body),
+                    reason=status.reason,
+                    request_time=self.io_loop.time() - self.start_time,
+                    start_time=self.start_wall_time,
+                )
+                raise cast(HTTPClientError, response.error)
             try:
                 selected = _ws.check_response(status.code, headers, key, self.subprotocols)
                 extension: Optional[_ws.PerMessageDeflate] = None
@@ -239,25 +254,68 @@ class WebSocketClientConnection(_Peer):
             raise
         return stream
 
-    async def _read_head(self, stream: BaseIOStream) -> tuple[ResponseStartLine, HTTPHeaders]:
+    def _deadline(self) -> Optional[float]:
+        """When reading the handshake's answer must end: ``request_timeout``
+        from now, or None for no limit."""
         timeout = self.request.request_timeout
         if timeout is None:
             timeout = HTTPRequest._DEFAULTS["request_timeout"]
-        reading = stream.read_until(b"\r\n\r\n", max_bytes=65536)
-        if not timeout:
-            head = await reading
-        else:
-            deadline = IOLoop.current().time() + timeout
-            try:
-                head = await gen.with_timeout(
-                    deadline, reading, quiet_exceptions=(StreamClosedError,)
-                )
-            except gen.TimeoutError:
-                raise HTTPClientError(
-                    599, "Timeout while waiting for the WebSocket handshake"
-                ) from None
+        return IOLoop.current().time() + timeout if timeout else None
+
+    async def _timed(self, reading: Awaitable[bytes], deadline: Optional[float]) -> bytes:
+        """``reading``, if it ends before ``deadline``."""
+        if deadline is None:
+            return await reading
+        try:
+            read: bytes = await gen.with_timeout(
+                deadline, reading, quiet_exceptions=(StreamClosedError,)
+            )
+        except gen.TimeoutError:
+            raise HTTPClientError(
+                599, "Timeout while waiting for the WebSocket handshake"
+            ) from None
+        return read
+
+    async def _read_head(self, stream: BaseIOStream) -> tuple[ResponseStartLine, HTTPHeaders]:
+        head = await self._timed(stream.read_until(b"\r\n\r\n", max_bytes=65536), self._deadline())
         start, _, rest = head.decode("latin-1").partition("\r\n")
         return parse_response_start_line(start), HTTPHeaders.parse(rest)
+
+    async def _read_refusal_body(
+        self, stream: BaseIOStream, code: int, headers: HTTPHeaders
+    ) -> bytes:
+        """The body of a response that refused the handshake, within one
+        ``request_timeout``, up to `_REFUSAL_BODY_LIMIT` bytes (b"" when it
+        says it is longer, or has none): by its Content-Length, its chunks,
+        or to the end of the connection."""
+        if code < 200 or code in (204, 304):
+            return b""
+        deadline = self._deadline()
+        if "Content-Length" in headers:
+            try:
+                length = int(headers["Content-Length"])
+            except ValueError:
+                return b""
+            if not 0 < length <= _REFUSAL_BODY_LIMIT:
+                return b""
+            return await self._timed(stream.read_bytes(length), deadline)
+        if headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                line = await self._timed(stream.read_until(b"\r\n", max_bytes=1024), deadline)
+                try:
+                    chunk = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    return b""
+                if chunk == 0:
+                    return b"".join(chunks)
+                size += chunk
+                if chunk < 0 or size > _REFUSAL_BODY_LIMIT:
+                    return b""
+                chunks.append((await self._timed(stream.read_bytes(chunk + 2), deadline))[:-2])
+        # Neither: the body ends with the connection.
+        return await self._timed(_read_to_close(stream, _REFUSAL_BODY_LIMIT), deadline)
 
     def _request_head(
         self, parsed: urllib.parse.SplitResult, key: str, offer: Optional[str]
@@ -392,6 +450,10 @@ class WebSocketClientConnection(_Peer):
         """The subprotocol the server selected, or None."""
         return self.protocol.selected_subprotocol
 
+    def get_websocket_protocol(self) -> WebSocketProtocol13:
+        """The `WebSocketProtocol13` driving the connection (``protocol``)."""
+        return self.protocol
+
     @property
     def close_code(self) -> Optional[int]:
         """The close code the server sent, once closed."""
@@ -485,6 +547,26 @@ def websocket_connect(
         )
         IOLoop.current().add_future(future, callback)
     return future
+
+
+# How much of the body of a response refusing a handshake is read, to give
+# the HTTPClientError's response: enough for any error page, and a bound on
+# what a server that refuses can make the client hold.
+_REFUSAL_BODY_LIMIT = 1024 * 1024
+
+
+async def _read_to_close(stream: BaseIOStream, limit: int) -> bytes:
+    """What ``stream`` sends until it closes, its first ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while size < limit:
+            part = await stream.read_bytes(limit - size, partial=True)
+            parts.append(part)
+            size += len(part)
+    except StreamClosedError:
+        pass
+    return b"".join(parts)
 
 
 class _ReadQueue:

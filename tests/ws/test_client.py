@@ -143,6 +143,60 @@ class ScriptedServers(AsyncTestCase):
             self.assertEqual(head.count("Sec-WebSocket-Version:"), 1)
             self.assertIn("Sec-WebSocket-Protocol: a,b\r\n", head)
 
+    async def refused(self, answer: bytes, **request: Any) -> HTTPClientError:
+        """The error of a handshake the script answers with ``answer``, then
+        holds the connection open (or closes it, for a body to the end)."""
+
+        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            if b"Connection: close" in answer:
+                writer.close()
+                return
+            await reader.read()
+
+        async with scripted(script) as port:
+            with self.assertRaises(HTTPClientError) as info:
+                await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{port}/", **request))
+        return info.exception
+
+    @gen_test
+    async def test_a_refusal_carries_its_response_as_in_tornado(self) -> None:
+        # Jupyter's kernel gateway's tests read ``error.response.code``.
+        error = await self.refused(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 8\r\nX-Why: token\r\n\r\nno token"
+        )
+        assert error.code == 401 and error.response is not None
+        assert error.response.code == 401 and error.response.reason == "Unauthorized"
+        assert error.response.body == b"no token"
+        assert error.response.headers["X-Why"] == "token"
+        assert error.response.error is error
+
+    @gen_test
+    async def test_a_refusal_body_chunked_or_to_the_close(self) -> None:
+        chunked = await self.refused(
+            b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3;x=1\r\nnot\r\n5\r\n here\r\n0\r\n\r\n"
+        )
+        assert chunked.response is not None and chunked.response.body == b"not here"
+        to_close = await self.refused(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\ngone")
+        assert to_close.response is not None and to_close.response.body == b"gone"
+        assert to_close.code == 404
+
+    @gen_test
+    async def test_a_refusal_body_too_long_is_not_read(self) -> None:
+        # A length over the bound: the error, without the body, at once.
+        error = await self.refused(b"HTTP/1.1 500 Oops\r\nContent-Length: 999999999\r\n\r\nxx")
+        assert error.code == 500 and error.response is not None
+        assert error.response.body == b""
+
+    @gen_test
+    async def test_a_refusal_body_that_never_ends_times_out(self) -> None:
+        error = await self.refused(
+            b"HTTP/1.1 503 Busy\r\nContent-Length: 100\r\n\r\npartial", request_timeout=0.05
+        )
+        assert error.code == 599
+
     @gen_test
     async def test_invalid_urls(self) -> None:
         with self.assertRaisesRegex(ValueError, "scheme"):
@@ -371,6 +425,8 @@ class EchoingPeer(AsyncHTTPTestCase):
         assert sent["Sec-WebSocket-Version"] == "13"
         assert sent["Upgrade"] == "websocket" and sent["Connection"] == "Upgrade"
         assert len(base64.b64decode(sent["Sec-WebSocket-Key"])) == 16
+        assert ws.key == sent["Sec-WebSocket-Key"].encode()
+        assert ws.get_websocket_protocol() is ws.protocol
         assert sent["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
         assert sent["X-Mine"] == "1"
         # A copy: the headers the caller made are left as they were.

@@ -515,8 +515,9 @@ def websocket_connect(
     Returns:
         A future with the `WebSocketClientConnection`. It fails with
         `~squall.httpclient.HTTPClientError` when the server answers with an
-        HTTP error, `WebSocketError` when it answers without upgrading, and
-        `OSError` when it cannot be reached.
+        HTTP error (its ``response`` is that answer: status, headers, and
+        a body up to 1 MiB), `WebSocketError` when it answers without
+        upgrading, and `OSError` when it cannot be reached.
     """
     if isinstance(url, HTTPRequest):
         request = url

@@ -182,7 +182,10 @@ class WebSocketClientConnection(_Peer):
                     raise WebSocketError("Non-websocket response")
                 # As Tornado's client: the error carries the response, its
                 # body read (a server's 401 or 403 says why in it).
-                body = await self._read_refusal_body(stream, status.code, headers)
+                try:
+                    body = await self._read_refusal_body(stream, status.code, headers)
+                except StreamClosedError as exc:
+                    raise _RefusalCutShort(exc.real_error) from None
                 response = HTTPResponse(
                     request,
                     status.code,
@@ -207,8 +210,11 @@ class WebSocketClientConnection(_Peer):
                 raise WebSocketError(f"WebSocket handshake failed: {exc}") from exc
         except StreamClosedError as exc:
             # Closed before the handshake's answer: as Tornado's client, the
-            # socket's own error, else a 599 HTTPStreamClosedError.
+            # socket's own error, else a 599 HTTPStreamClosedError; closed
+            # within a refusal's body, Tornado's raises StreamClosedError.
             stream.close()
+            if isinstance(exc, _RefusalCutShort):
+                raise StreamClosedError(exc.real_error) from None
             if exc.real_error is not None:
                 raise exc.real_error from None
             from squall.simple_httpclient import HTTPStreamClosedError
@@ -554,6 +560,10 @@ def websocket_connect(
 # the HTTPClientError's response: enough for any error page, and a bound on
 # what a server that refuses can make the client hold.
 _REFUSAL_BODY_LIMIT = 1024 * 1024
+
+
+class _RefusalCutShort(StreamClosedError):
+    """The connection closed within the body of a refusal."""
 
 
 async def _read_to_close(stream: BaseIOStream, limit: int) -> bytes:

@@ -13,6 +13,7 @@ from typing import Any
 from squall._ws import accept_key
 from squall.httpclient import HTTPClientError, HTTPRequest, _RequestProxy
 from squall.ioloop import IOLoop
+from squall.iostream import StreamClosedError
 from squall.queues import QueueEmpty
 from squall.tcpclient import TCPClient
 from squall.testing import AsyncHTTPTestCase, AsyncTestCase, gen_test
@@ -189,6 +190,17 @@ class ScriptedServers(AsyncTestCase):
         error = await self.refused(b"HTTP/1.1 500 Oops\r\nContent-Length: 999999999\r\n\r\nxx")
         assert error.code == 500 and error.response is not None
         assert error.response.body == b""
+
+    @gen_test
+    async def test_a_refusal_cut_short_is_the_streams_error_as_in_tornado(self) -> None:
+        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\nshort")
+            writer.close()
+
+        async with scripted(script) as port:
+            with self.assertRaises(StreamClosedError):
+                await websocket_connect(f"ws://127.0.0.1:{port}/")
 
     @gen_test
     async def test_a_refusal_body_that_never_ends_times_out(self) -> None:

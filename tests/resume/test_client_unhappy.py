@@ -377,7 +377,7 @@ def test_back_at_once_when_the_browser_is_online_again(transport: str) -> None:
     # its connection up when the browser goes offline, its next try armed
     # for then, far past any hang guard here. A client that only waits is
     # not back within the test; one that listens for 'online' comes back
-    # at once, with one connection.
+    # at once.
     async def main() -> None:
         async with lab() as it:
             never = 600_000
@@ -391,7 +391,10 @@ def test_back_at_once_when_the_browser_is_online_again(transport: str) -> None:
             it.proxy.up = True
             await it.network(offline=False)
             assert await it.got(2) == ["first", "while offline"]
-            assert await it.tab.evaluate("window.feed.attempts") == attempts + 1
+            # One connection, or two: Chromium can fire 'online' a moment
+            # before its network service carries the request, and the try
+            # made then fails at once; the client makes it once more, 1 s on.
+            assert await it.tab.evaluate("window.feed.attempts") in (attempts + 1, attempts + 2)
 
     run(main(), limit=RUN_LIMIT)
 

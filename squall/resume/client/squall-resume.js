@@ -49,6 +49,12 @@
   // given more than 2^31-1 ms (about 24.8 days) after 1 ms instead.
   const MAX_TIMER = 2147483647;
 
+  // The browser fires 'online' when an interface comes up, which can be a
+  // moment before it carries traffic (an address, DNS, a VPN still being
+  // set up). A try made then that fails before reaching the server is made
+  // once more after this long, not after the backoff's wait (up to maxDelay).
+  const ONLINE_RETRY = 1000;
+
   /** setTimeout with its delay bounded by MAX_TIMER (a server's heartbeat, an option). */
   function later(callback, ms) {
     return setTimeout(callback, Math.min(ms, MAX_TIMER));
@@ -191,7 +197,7 @@
       conn.overdue = () => heartbeat !== null && Date.now() - heard > heartbeat + opts.heartbeatGrace;
       arm(opts.connectTimeout);
       return {
-        reached() { reached[conn.kind] = true; },
+        reached() { reached[conn.kind] = true; conn.through = true; },
         confirmed(position, missed, seconds) {
           if (conn.confirmed) return;
           conn.confirmed = true;
@@ -231,6 +237,7 @@
     // Opens conn.kind's transport for conn, and gives conn its stop().
     function start(conn) {
       conn.confirmed = false;
+      conn.through = false;   // got an answer from the server (reached)
       const on = hooks(conn);
       let stop;
       try {
@@ -264,10 +271,15 @@
       // is left for the next one. One that did and now fails is kept: the
       // network or the server is down, and it will come back.
       if (!reached[conn.kind] && which + 1 < transports.length) which += 1;
-      retry();
+      retry(conn.eager === true && !conn.through);
     }
 
-    function retry() {
+    function retry(quick) {
+      if (quick) {  // the try 'online' made, too early (once: the next one is not eager)
+        setState('retrying');
+        timer = later(connect, ONLINE_RETRY);
+        return;
+      }
       const ceiling = Math.min(opts.maxDelay, opts.minDelay * Math.pow(2, attempt));
       attempt += 1;
       setState('retrying');
@@ -325,6 +337,7 @@
     function onOnline() {
       if (!current) which = 0;  // another network: the first transport may get through now
       reconnect();
+      if (current && !current.confirmed) current.eager = true;
     }
 
     function onOffline() {

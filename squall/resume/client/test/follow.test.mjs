@@ -305,6 +305,40 @@ describe('the page', () => {
     assert.equal(feed.state, 'connecting');
   });
 
+  test('a try made at online that fails before the server answers is made again after 1 s, once', () => {
+    // The browser can say it is online a moment before its network carries
+    // traffic: that first try fails at once, and the backoff is not waited.
+    const {socket, WebSocket, feed, page} = setup({minDelay: 600000, maxDelay: 600000});
+    subscribed(socket());
+    page.offline();
+    page.online();
+    assert.equal(WebSocket.sockets.length, 2);
+    socket().drop();  // never opened
+    assert.equal(feed.state, 'retrying');
+    mock.timers.tick(999);
+    assert.equal(WebSocket.sockets.length, 2);
+    mock.timers.tick(1);
+    assert.equal(WebSocket.sockets.length, 3);
+    socket().drop();  // the quick try fails too: back to the backoff
+    mock.timers.tick(599999);
+    assert.equal(WebSocket.sockets.length, 3);
+    mock.timers.tick(1);
+    assert.equal(WebSocket.sockets.length, 4);
+  });
+
+  test('a try made at online that the server refuses waits out the backoff', () => {
+    const {socket, WebSocket, page} = setup({minDelay: 600000, maxDelay: 600000});
+    subscribed(socket());
+    page.offline();
+    page.online();
+    socket().accept();
+    socket().drop(1013);  // reached the server, which closed: not the network
+    mock.timers.tick(599999);
+    assert.equal(WebSocket.sockets.length, 2);
+    mock.timers.tick(1);
+    assert.equal(WebSocket.sockets.length, 3);
+  });
+
   test('online leaves a connection being made to finish', () => {
     const {WebSocket, page} = setup();
     page.online();

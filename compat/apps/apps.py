@@ -121,7 +121,7 @@ APPS: dict[str, App] = {
         ),
         App(
             name="jupyterlab_server",
-            version="2.27.3",
+            version="2.28.1",
             # Its "test" extra, less hatch, coverage and the spelling checker.
             test_deps=(
                 "ipykernel",
@@ -143,9 +143,9 @@ APPS: dict[str, App] = {
         # and the Python tests are taken from the tag.
         App(
             name="notebook",
-            version="7.2.2",
+            version="7.6.1",
             tests_repo="jupyter/notebook",
-            tests_ref="v7.2.2",
+            tests_ref="v7.6.1",
             tests_paths=("pyproject.toml", "tests"),
             test_deps=(
                 "nbval",
@@ -155,8 +155,8 @@ APPS: dict[str, App] = {
                 "pytest-timeout",
                 "pytest-console-scripts",
                 "ipykernel",
-                "jupyter_server[test]>=2.4.0,<3",
-                "jupyterlab_server[test]>=2.27.1,<3",
+                "jupyter_server[test]>=2.19.0,<3",
+                "jupyterlab_server[test]>=2.28.0,<3",
             ),
             suite_timeout=15 * 60,
             test_timeout=120,
@@ -285,7 +285,7 @@ APPS: dict[str, App] = {
         # the [pytest] section of its tox.ini adds the agent's fixtures.
         App(
             name="newrelic",
-            version="13.5.0",
+            version="14.1.0",
             # Its tox environment "framework_tornado", less coverage.
             test_deps=("pytest", "pytest-timeout", "WebTest", "pycurl"),
             pytest_args=("tests/framework_tornado",),
@@ -345,7 +345,7 @@ APPS: dict[str, App] = {
         # for the server's requests to finish before the spans are read.
         App(
             name="instana",
-            version="3.17.0",
+            version="3.20.0",
             test_deps=("pytest", "pytest-timeout", "pytest-mock", "aiohttp"),
             pytest_args=(
                 "tests/frameworks/test_tornado_server.py",

@@ -492,6 +492,11 @@ class HTTPResponse:
     _header_pairs: Optional[list[tuple[str, str]]]
     _buffer: Optional[BytesIO]
     _body: Optional[bytes]
+    # On the class as well as on each response, as on Tornado: a test's
+    # ``Mock(spec=HTTPResponse)`` (or ``create_autospec``) offers only the
+    # names the class has, and code under test reads ``response.error``.
+    error: Optional[BaseException] = None
+    _error_is_response_code = False
 
     def __init__(
         self,
@@ -521,7 +526,7 @@ class HTTPResponse:
         if error is None:
             if code < 200 or code >= 300:
                 self._error_is_response_code = True
-                self.error: Optional[BaseException] = HTTPClientError(
+                self.error = HTTPClientError(
                     code, message=self.reason, response=self
                 )
             else:

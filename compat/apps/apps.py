@@ -595,6 +595,51 @@ APPS: dict[str, App] = {
             suite_timeout=15 * 60,
             test_timeout=60,
         ),
+        # Panel (HoloViz's dashboards, on the Bokeh server): pn.serve, its own
+        # Tornado handlers (REST, liveness, static resources), OAuth login
+        # through tornado.auth, `panel serve`, on the newest Bokeh it allows.
+        # Its tests ship in the wheel too; they are taken from the tag, so
+        # that test ids do not name the venv. Every warning is an error
+        # (its pyproject.toml), as in Panel's CI.
+        App(
+            name="panel",
+            version="1.9.4",
+            tests_repo="holoviz/panel",
+            tests_ref="v1.9.4",
+            tests_paths=("pyproject.toml", "panel/tests"),
+            # Its pixi "test-core" feature, less coverage, the CI annotations
+            # and xdist's workers (kept for its markers), and what the chosen
+            # files import.
+            test_deps=(
+                "pytest",
+                "pytest-asyncio",
+                "pytest-rerunfailures",
+                "pytest-xdist",
+                "pytest-timeout",
+                "psutil",
+                "requests",
+                "cryptography",
+                "watchfiles",
+            ),
+            pytest_args=(
+                # In Panel's checkout its conftest is panel.tests.conftest, and
+                # importing it imports panel first, which makes Bokeh's
+                # document state; the conftest binds that state at its import.
+                # Here panel/tests has no panel/__init__.py beside it: panel
+                # is imported first by loading it as a (hookless) plugin.
+                "-p",
+                "panel",
+                "panel/tests/test_server.py",
+                "panel/tests/test_auth.py",
+                "panel/tests/command/test_serve.py",
+                "panel/tests/io/test_document.py",
+                "panel/tests/io/test_location.py",
+                "panel/tests/io/test_state.py",
+                "panel/tests/io/test_reload.py",
+            ),
+            suite_timeout=20 * 60,
+            test_timeout=60,
+        ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.
         App(

@@ -139,7 +139,10 @@ class StaticFileHandler(RequestHandler):
 
     root: str
     default_filename: Optional[str]
-    allowed_symlink_directory: Union[None, str, Sequence[str]]
+    # On the class as well as on each handler, as on Tornado: the class
+    # methods (get_absolute_path, validate_absolute_path on a subclass) and
+    # a test's Mock(spec=StaticFileHandler) can read it there.
+    allowed_symlink_directory: Union[None, str, Sequence[str]] = None
     path: str
     absolute_path: Optional[str]
     modified: Optional[datetime.datetime]

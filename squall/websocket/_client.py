@@ -72,6 +72,11 @@ class WebSocketClientConnection(_Peer):
 
     # No __slots__: callers hang their own state on a connection object.
 
+    # On the class as well as on each connection, as on Tornado (a test's
+    # ``Mock(spec=WebSocketClientConnection)`` offers the class's names);
+    # every connection sets its own in __init__.
+    protocol: WebSocketProtocol13 = None  # type: ignore[assignment]
+
     def __init__(
         self,
         request: HTTPRequest,

@@ -609,8 +609,10 @@ APPS: dict[str, App] = {
             tests_paths=("pyproject.toml", "panel/tests"),
             # Its pixi "test-core" feature, less coverage, the CI annotations
             # and xdist's workers (kept for its markers), and what the chosen
-            # files import.
+            # files import. pandas before 3.1, whose deprecation warning (an
+            # error here) Panel's Tabulator meets.
             test_deps=(
+                "pandas<3.1",
                 "pytest",
                 "pytest-asyncio",
                 "pytest-rerunfailures",

@@ -642,6 +642,70 @@ APPS: dict[str, App] = {
             suite_timeout=20 * 60,
             test_timeout=60,
         ),
+        # Voila (Jupyter notebooks served as dashboards): its own Tornado
+        # app and handlers (a notebook rendered while its kernel runs,
+        # streamed, with templates and static files) and as a Jupyter
+        # server extension, with real kernels. Its tests from the tag; the
+        # wheel holds its front end.
+        App(
+            name="voila",
+            version="0.5.12",
+            tests_repo="voila-dashboards/voila",
+            tests_ref="v0.5.12",
+            tests_paths=("tests",),
+            # Its "test" extra, and pytest-timeout.
+            test_deps=(
+                "ipykernel",
+                "ipywidgets",
+                "matplotlib",
+                "numpy",
+                "pandas",
+                "papermill",
+                "pytest",
+                "pytest-tornasync",
+                "pytest-timeout",
+            ),
+            # As its CI runs them (which gives each test 240 s); the two
+            # template packages its CI installs from tests/ are not, and the
+            # tests of those templates fail on each side.
+            pytest_args=(
+                "--async-test-timeout=120",
+                "tests/app",
+                "tests/server",
+                "tests/execute_output_test.py",
+            ),
+            suite_timeout=30 * 60,
+            test_timeout=180,
+            # A pytest per file: a test whose server stops answering (on
+            # Tornado too) costs its file alone.
+            per_file=True,
+            file_timeout=5 * 60,
+        ),
+        # Real-time collaboration in JupyterLab (jupyter-server-ydoc): a
+        # document's room shared over WebSockets by every client editing it
+        # (Y.js updates through pycrdt-websocket), its awareness, and the
+        # file kept in step. Its tests connect with httpx-ws, not Tornado's
+        # client. Every warning is an error (its pyproject.toml).
+        App(
+            name="jupyter-collaboration",
+            version="5.0.0",
+            tests_repo="jupyterlab/jupyter-collaboration",
+            tests_ref="v5.0.0",
+            tests_paths=("pyproject.toml", "tests"),
+            # jupyter-server-ydoc's "test" extra, less coverage.
+            test_deps=(
+                "dirty-equals",
+                "jupyter_server[test]>=2.19.0",
+                "jupyter_server_fileid[test]",
+                "pytest>=7.0",
+                "pytest-timeout",
+                "anyio",
+                "httpx-ws>=0.9.0",
+            ),
+            pytest_args=("tests",),
+            suite_timeout=20 * 60,
+            test_timeout=120,
+        ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.
         App(

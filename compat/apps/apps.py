@@ -670,6 +670,10 @@ APPS: dict[str, App] = {
             # tests of those templates fail on each side.
             pytest_args=(
                 "--async-test-timeout=120",
+                # Its one test is xfail, and its pytest never exits, on
+                # Tornado as on Squall: an AnyIO worker thread (not a
+                # daemon) waits on its queue after the test's loop is gone.
+                "--ignore=tests/server/nbextensions_test.py",
                 "tests/app",
                 "tests/server",
                 "tests/execute_output_test.py",

@@ -389,15 +389,18 @@ def test_files(app: App, src: Path) -> list[list[str]]:
     ``pytest_args`` (those starting with ``-``, and an ``-o``'s value) are
     kept apart by `split_args` and given to every invocation.
     """
-    paths, _ = split_args(app.pytest_args)
+    paths, options = split_args(app.pytest_args)
     if not app.per_file:
         return [paths]
+    # pytest collects a file named on its command line even when an
+    # --ignore names it: the files ignored are left out here.
+    ignored = {opt.split("=", 1)[1] for opt in options if opt.startswith("--ignore=")}
     units = []
     for arg in paths:
         path = src / arg
         if path.is_dir():
             found = sorted({*path.rglob("test_*.py"), *path.rglob("*_test.py")})
-            units += [[str(f.relative_to(src))] for f in found]
+            units += [[name] for f in found if (name := str(f.relative_to(src))) not in ignored]
         else:
             units.append([arg])
     return units

@@ -90,6 +90,25 @@ def test_per_file_runs_each_file_alone_so_a_hang_costs_that_file(
     assert not result["summary"]["timed_out"]
 
 
+def test_per_file_leaves_out_the_files_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest would collect a file named on its command line despite an
+    # --ignore naming it: the harness must not name it.
+    tests = tmp_path / "suite"
+    tests.mkdir()
+    for name in ("test_kept.py", "never_exits_test.py", "other_test.py"):
+        (tests / name).write_text("def test_x():\n    pass\n")
+    run = _harness(monkeypatch)
+    app = run.App(
+        name="fake",
+        version="0",
+        pytest_args=("--ignore=suite/never_exits_test.py", "suite"),
+        per_file=True,
+    )
+    assert run.test_files(app, tmp_path) == [["suite/other_test.py"], ["suite/test_kept.py"]]
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not)."""
     try:

@@ -526,9 +526,7 @@ class HTTPResponse:
         if error is None:
             if code < 200 or code >= 300:
                 self._error_is_response_code = True
-                self.error = HTTPClientError(
-                    code, message=self.reason, response=self
-                )
+                self.error = HTTPClientError(code, message=self.reason, response=self)
             else:
                 self.error = None
         else:

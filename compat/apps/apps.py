@@ -43,6 +43,9 @@ class App:
     #: The tag (default: ``version``) and the paths taken from it.
     tests_ref: str = ""
     tests_paths: tuple[str, ...] = ("tests",)
+    #: Directories of the test tree (relative to it) that pip installs beside
+    #: the app, in both sides' venvs: packages its CI installs from there.
+    test_installs: tuple[str, ...] = ()
     #: Run each test file in its own pytest (the paths in ``pytest_args`` are
     #: expanded to their ``test_*.py`` files), so that a file that hangs or
     #: crashes its interpreter costs that file alone.
@@ -665,9 +668,9 @@ APPS: dict[str, App] = {
                 "pytest-tornasync",
                 "pytest-timeout",
             ),
-            # As its CI runs them (which gives each test 240 s); the two
-            # template packages its CI installs from tests/ are not, and the
-            # tests of those templates fail on each side.
+            # The two template packages its CI installs from its tests.
+            test_installs=("tests/test_template", "tests/skip_template"),
+            # As its CI runs them (which gives each test 240 s).
             pytest_args=(
                 "--async-test-timeout=120",
                 # Its one test is xfail, and its pytest never exits, on

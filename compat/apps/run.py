@@ -173,6 +173,11 @@ def install_spec(app: App, src: Path) -> str:
     return f"{app.name}=={app.version}" if app.tests_repo else str(src)
 
 
+def test_installs(app: App, src: Path) -> list[str]:
+    """The app's ``test_installs``: directories of its test tree, as paths pip installs."""
+    return [str(src / path) for path in app.test_installs]
+
+
 def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -187,7 +192,9 @@ def site_packages(py: Path) -> Path:
 
 
 def setup_key(app: App, python: str) -> str:
-    blob = json.dumps([app.name, app.version, app.test_deps, TORNADO_PIN, python, 1])
+    blob = json.dumps(
+        [app.name, app.version, app.test_deps, app.test_installs, TORNADO_PIN, python, 1]
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -207,8 +214,11 @@ def setup_tornado(app: App, src: Path, work: Path, python: str, rebuild: bool) -
     log(f"{app.name}: making the Tornado venv")
     py = make_venv(venv, python)
     run(
-        [str(py), "-m", "pip", "install", "-q", install_spec(app, src), *app.test_deps, TORNADO_PIN]
-    )
+        [
+            str(py), "-m", "pip", "install", "-q", install_spec(app, src), *app.test_deps,
+            *test_installs(app, src), TORNADO_PIN,
+        ]
+    )  # fmt: skip
     freeze = run([str(py), "-m", "pip", "freeze", "--all"]).stdout
     (work / "tornado-freeze.txt").write_text(freeze)
     stamp.write_text(key)
@@ -257,7 +267,7 @@ def setup_squall(
         run(
             [
                 str(py), "-m", "pip", "install", "-q", "-c", str(cons),
-                install_spec(app, src), *app.test_deps,
+                install_spec(app, src), *app.test_deps, *test_installs(app, src),
             ]
         )  # fmt: skip
         # The app's requirement on tornado pulled it in; Squall answers instead.

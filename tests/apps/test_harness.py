@@ -109,6 +109,18 @@ def test_per_file_leaves_out_the_files_ignored(
     assert run.test_files(app, tmp_path) == [["suite/other_test.py"], ["suite/test_kept.py"]]
 
 
+def test_packages_from_the_test_tree_are_installed_and_key_the_venvs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _harness(monkeypatch)
+    plain = run.App(name="fake", version="0")
+    app = run.App(name="fake", version="0", test_installs=("tests/a_template",))
+    assert run.test_installs(app, tmp_path) == [str(tmp_path / "tests" / "a_template")]
+    assert run.test_installs(plain, tmp_path) == []
+    # A venv made without them is made again.
+    assert run.setup_key(app, "python3") != run.setup_key(plain, "python3")
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not)."""
     try:

@@ -254,7 +254,7 @@ class StaticFileHandler(RequestHandler):
         accept = self.request.headers.get("Accept-Encoding")
         if not accept:
             return
-        allowed = _allowed_directories(self.root, getattr(self, "allowed_symlink_directory", None))
+        allowed = _allowed_directories(self.root, self.allowed_symlink_directory)
         offered = self._precompressed
         while offered:
             coding = choose_coding(accept, offered)
@@ -345,7 +345,7 @@ class StaticFileHandler(RequestHandler):
         if "\0" in absolute_path:
             # No file name holds a NUL (os.path.realpath would raise on it).
             raise HTTPError(404, "a NUL in the path %r", self.path)
-        allowed = _allowed_directories(root, getattr(self, "allowed_symlink_directory", None))
+        allowed = _allowed_directories(root, self.allowed_symlink_directory)
         # Resolve before looking at the file at all, so that an escaping link
         # answers the same whether or not its target exists.
         if not _within(os.path.realpath(absolute_path), allowed):

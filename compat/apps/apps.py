@@ -713,6 +713,44 @@ APPS: dict[str, App] = {
             suite_timeout=20 * 60,
             test_timeout=120,
         ),
+        # Streamlit (data apps in a script): its server is a Tornado
+        # application (the browser's WebSocket, static files, media and
+        # uploads, the health and stats endpoints, the runtime on Tornado's
+        # loop). Its tests ship in no release; the newest release whose
+        # tests the repository snapshot here holds is 1.39.0 (its release
+        # commit: the repository tags no release).
+        App(
+            name="streamlit",
+            version="1.39.0",
+            tests_repo="streamlit/streamlit",
+            tests_ref="07f8e106271b9627f4ba43c98870b72be834b536",
+            tests_paths=("lib/tests", "lib/pytest.ini"),
+            # Its test requirements that these files import, and
+            # pytest-timeout; pytest before 8.2, as it pins.
+            test_deps=(
+                "pytest<8.2.0",
+                "pytest-timeout",
+                "parameterized",
+                "requests-mock",
+                "testfixtures",
+                "hypothesis",
+                # What its element mocks import (charts of each library).
+                "matplotlib",
+                "plotly",
+            ),
+            pytest_args=(
+                "-c",
+                "lib/pytest.ini",
+                # Its addopts ask for coverage, which the harness does not install.
+                "-o",
+                "addopts=",
+                "lib/tests/streamlit/web",
+                "lib/tests/streamlit/runtime",
+                "lib/tests/streamlit/logger_test.py",
+            ),
+            suite_timeout=30 * 60,
+            test_timeout=120,
+        ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.
         App(

@@ -751,6 +751,29 @@ APPS: dict[str, App] = {
             suite_timeout=30 * 60,
             test_timeout=120,
         ),
+        # pyzmq's Tornado integration, which Jupyter's kernels and servers
+        # run on: ZMQStream on Tornado's IOLoop, zmq.eventloop's futures and
+        # ioloop shims, the IOLoop-driven authenticator. Its tests are not in
+        # the sdist (which builds libzmq); the wheel is installed.
+        App(
+            name="pyzmq",
+            version="27.2.0",
+            tests_repo="zeromq/pyzmq",
+            tests_ref="v27.2.0",
+            tests_paths=("tests", "pytest.ini"),
+            # Its test requirements that these files import, and pytest-timeout.
+            test_deps=("pytest", "pytest-asyncio>=0.17", "pytest-timeout"),
+            pytest_args=(
+                "tests/test_zmqstream.py",
+                "tests/test_ioloop.py",
+                "tests/test_future.py",
+                "tests/test_asyncio.py",
+                "tests/test_auth.py",
+                "tests/test_imports.py",
+            ),
+            suite_timeout=15 * 60,
+            test_timeout=60,
+        ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.
         App(

@@ -412,8 +412,11 @@ async def _connect_socket(
         except OSError as exc:
             sock.close()
             if exc.errno is not None:
-                # asyncio's message hides the error's text, which callers show.
-                exc = type(exc)(exc.errno, f"{os.strerror(exc.errno)} (connecting to {address})")
+                # asyncio's message ("Connect call failed ...") hides the
+                # system's text; callers show the error and some compare it
+                # (Salt's http.query returns str(error)), so it is the text
+                # Tornado's client gives: "[Errno 111] Connection refused".
+                exc = type(exc)(exc.errno, os.strerror(exc.errno))
             last = exc
             continue
         except BaseException:

@@ -735,6 +735,43 @@ async def messages(r: Recorder, M: _Modules) -> None:
     r.message("queues.Queue.negative", lambda: M.queues.Queue(-1))
     r.message("escape.json_decode.bad", lambda: M.escape.json_decode("{"))
     r.message("util.import_object.missing", lambda: M.util.import_object("nope_module_x.y"))
+    await refused(r, M)
+
+
+async def refused(r: Recorder, M: _Modules) -> None:
+    """What each client raises, or answers, where nothing listens: the
+    errno's text alone (Salt's http.query returns it as its error, and its
+    tests compare it)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # bound, never listening: a connection to it is refused
+
+    async def record(label: str, attempt: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            result = await attempt()
+        except Exception as exc:
+            r.messages[label] = f"{type_name(exc)}: {exc}"
+        else:
+            r.messages[label] = f"returns: {result}"
+
+    client = M.httpclient.AsyncHTTPClient(force_instance=True)
+    url = f"http://127.0.0.1:{port}/"
+    await record("httpclient.fetch.refused", lambda: client.fetch(url))
+
+    async def no_raise() -> str:
+        response = await client.fetch(url, raise_error=False)
+        return f"{response.code} {type_name(response.error)}: {response.error}"
+
+    await record("httpclient.fetch.refused_no_raise", no_raise)
+    client.close()
+    await record(
+        "websocket.websocket_connect.refused",
+        lambda: M.websocket.websocket_connect(f"ws://127.0.0.1:{port}/"),
+    )
+    await record(
+        "tcpclient.connect.refused", lambda: M.tcpclient.TCPClient().connect("127.0.0.1", port)
+    )
 
 
 async def client_objects(r: Recorder, M: _Modules) -> None:

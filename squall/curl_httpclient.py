@@ -35,7 +35,7 @@ try:
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise _needs_extra(__name__, "pycurl", "curl", _exc) from _exc
 
-from squall import gen
+from squall import gen, util
 from squall.httpclient import AsyncHTTPClient, HTTPError, HTTPRequest, HTTPResponse
 from squall.httputil import HTTPHeaders
 from squall.ioloop import IOLoop, PeriodicCallback
@@ -48,6 +48,15 @@ from squall.simple_httpclient._policy import (
 )
 
 __all__ = ["CurlAsyncHTTPClient", "CurlError"]
+
+# What Tornado's curl client sends when the request names none: a program
+# written for Tornado (run under squall.compat) sends it too.
+_TORNADO_CURL_USER_AGENT = "Mozilla/5.0 (compatible; pycurl)"
+
+
+def _default_user_agent() -> str:
+    return _TORNADO_CURL_USER_AGENT if util.running_as_tornado else USER_AGENT
+
 
 _DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 _BAD_HEADER_CHARS = frozenset("\r\n\0")
@@ -524,7 +533,7 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(1000 * request.connect_timeout))
         if request.request_timeout:
             curl.setopt(pycurl.TIMEOUT_MS, int(1000 * request.request_timeout))
-        curl.setopt(pycurl.USERAGENT, _latin1(request.user_agent or USER_AGENT))
+        curl.setopt(pycurl.USERAGENT, _latin1(request.user_agent or _default_user_agent()))
         if request.network_interface:
             curl.setopt(pycurl.INTERFACE, request.network_interface)
         if request.decompress_response:

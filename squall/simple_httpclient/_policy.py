@@ -29,7 +29,9 @@ import urllib.parse
 from typing import Any, Optional, cast
 
 import squall
+from squall import util
 from squall._content_coding import Decoder, make_decoder
+from squall._tornado_dist import TORNADO_VERSION
 from squall.httpclient import HTTPRequest, _RequestProxy
 from squall.httputil import HTTPHeaders
 from squall.simple_httpclient._auth import basic_authorization
@@ -40,6 +42,7 @@ __all__ = [
     "REDIRECT_CODES",
     "USER_AGENT",
     "STANDARD_METHODS",
+    "default_user_agent",
     "check_method_body",
     "follows_redirects",
     "options",
@@ -53,6 +56,17 @@ REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
 
 # The library and its version, as Tornado's default names Tornado and its own.
 USER_AGENT = "Squall/" + squall.version
+# What a program written for Tornado (run under squall.compat) sends: the name
+# and the version its ``tornado.version`` gives. Such programs' tests compare
+# it (Salt's webhook test expects f"Tornado/{tornado.version}"), as servers
+# beside them may.
+TORNADO_USER_AGENT = "Tornado/" + TORNADO_VERSION
+
+
+def default_user_agent() -> str:
+    """The User-Agent a request that names none is sent with."""
+    return TORNADO_USER_AGENT if util.running_as_tornado else USER_AGENT
+
 
 # Fields that carry one origin's (or its proxy's) credentials: never sent on
 # to another origin by a redirect.
@@ -215,7 +229,7 @@ def request_fields(
     if opts["user_agent"]:
         put("User-Agent", opts["user_agent"])
     elif "user-agent" not in names:
-        items.append(("User-Agent", USER_AGENT))
+        items.append(("User-Agent", default_user_agent()))
     body = opts["body"]
     check_method_body(
         method,

@@ -127,6 +127,11 @@ class CurlTest(AsyncHTTPTestCase):
         # libcurl's own additions are kept out.
         assert "Expect" not in seen["headers"] and "Pragma" not in seen["headers"]
 
+    def test_a_program_run_as_tornado_sends_tornados_default(self) -> None:
+        squall.compat.install()
+        self.addCleanup(squall.compat.uninstall)
+        assert self.echo()["headers"]["User-Agent"] == "Mozilla/5.0 (compatible; pycurl)"
+
     def test_methods_and_bodies(self) -> None:
         post = self.echo(method="POST", body="a=1&b=2")
         assert (post["method"], post["body"]) == ("POST", "a=1&b=2")

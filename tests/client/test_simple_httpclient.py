@@ -204,6 +204,22 @@ class RunningAsTornadoTest(ClientTestCase):
         self.assertEqual(len(self.client.pool), 0)
 
     @gen_test
+    async def test_default_user_agent_is_tornados(self) -> None:
+        # The name and version the program's tornado.version gives, as its
+        # tests compare (Salt's webhook test expects f"Tornado/{version}");
+        # one it names is sent as it is.
+        server = await self.serve(
+            lambda r, b: Reply(200, body=(header(r, "User-Agent") or "").encode())
+        )
+        import tornado
+
+        response = await self.fetch(server.url())
+        self.assertEqual(response.body, f"Tornado/{tornado.version}".encode())
+        self.assertEqual(tornado.version, "6.6.1")
+        response = await self.fetch(server.url(), user_agent="Mine")
+        self.assertEqual(response.body, b"Mine")
+
+    @gen_test
     async def test_pooling_asked_for_is_kept(self) -> None:
         client = SimpleAsyncHTTPClient(force_instance=True, max_idle_per_host=2)
         self.addCleanup(client.close)

@@ -774,6 +774,52 @@ APPS: dict[str, App] = {
             suite_timeout=15 * 60,
             test_timeout=60,
         ),
+        # Salt (infrastructure automation): its master and minions talk over
+        # transports built on Tornado's TCPServer, TCPClient and IOStream
+        # (and on pyzmq's ZMQStream), its event bus runs on the IOLoop, and
+        # its REST API (rest_tornado, "saltnado") is a Tornado application
+        # with a WebSocket. Its tests ship in the sdist. 3008.2: the newer
+        # 3008 releases require a certifi the package index does not have yet.
+        App(
+            name="salt",
+            version="3008.2",
+            # Its requirements/pytest.txt, less docker (its container tests
+            # are not run here) and the benchmark plugin.
+            test_deps=(
+                "mock>=5.2.0",
+                "pytest>=8.4.2,<9",
+                "pytest-salt-factories>=1.0.5",
+                "pytest-helpers-namespace>=2021.12.29",
+                "pytest-subtests",
+                "pytest-timeout>=2.4.0",
+                "pytest-httpserver",
+                "pytest-custom-exit-code>=0.3",
+                "flaky",
+                "more-itertools",
+                "pyfakefs",
+                "trustme",
+                "pytest-skip-markers>=1.5.2",
+                "pytest-shell-utilities>=1.9.7",
+            ),
+            pytest_args=(
+                # Its CI's selection: the core and the slow tests (the
+                # destructive ones, which change the machine, stay off).
+                "--core-tests",
+                "--run-slow",
+                "tests/pytests/unit/transport",
+                "tests/pytests/unit/channel",
+                "tests/pytests/unit/netapi/saltnado",
+                "tests/pytests/unit/utils/event",
+                "tests/pytests/unit/utils/test_asynchronous.py",
+                "tests/pytests/unit/utils/test_http.py",
+                "tests/pytests/unit/test_minion.py",
+                "tests/pytests/unit/test_client.py",
+                "tests/pytests/functional/transport",
+                "tests/pytests/functional/netapi/rest_tornado",
+            ),
+            suite_timeout=30 * 60,
+            test_timeout=120,
+        ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.
         App(

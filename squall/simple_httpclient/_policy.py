@@ -31,7 +31,6 @@ from typing import Any, Optional, cast
 import squall
 from squall import util
 from squall._content_coding import Decoder, make_decoder
-from squall._tornado_dist import TORNADO_VERSION
 from squall.httpclient import HTTPRequest, _RequestProxy
 from squall.httputil import HTTPHeaders
 from squall.simple_httpclient._auth import basic_authorization
@@ -56,16 +55,22 @@ REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
 
 # The library and its version, as Tornado's default names Tornado and its own.
 USER_AGENT = "Squall/" + squall.version
-# What a program written for Tornado (run under squall.compat) sends: the name
-# and the version its ``tornado.version`` gives. Such programs' tests compare
-# it (Salt's webhook test expects f"Tornado/{tornado.version}"), as servers
-# beside them may.
-TORNADO_USER_AGENT = "Tornado/" + TORNADO_VERSION
 
 
 def default_user_agent() -> str:
-    """The User-Agent a request that names none is sent with."""
-    return TORNADO_USER_AGENT if util.running_as_tornado else USER_AGENT
+    """The User-Agent a request that names none is sent with.
+
+    A program written for Tornado (run under squall.compat) sends Tornado's
+    name and the version its ``tornado.version`` gives: such programs' tests
+    compare it (Salt's webhook test expects f"Tornado/{tornado.version}"), as
+    servers beside them may.
+    """
+    if util.running_as_tornado:
+        # Tornado's version is kept by the compat layer, above this one.
+        from squall._tornado_dist import TORNADO_VERSION
+
+        return "Tornado/" + TORNADO_VERSION
+    return USER_AGENT
 
 
 # Fields that carry one origin's (or its proxy's) credentials: never sent on

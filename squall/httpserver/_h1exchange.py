@@ -31,6 +31,7 @@ from squall.httputil._response import _ResponseHeaders
 from squall.httputil._startline import StartLine
 from squall.iostream import StreamClosedError
 from squall.log import app_log
+from squall.platform.asyncio import _write_at_stop
 
 if TYPE_CHECKING:
     from squall.httpserver._h1lifecycle import _H1Lifecycle
@@ -115,10 +116,12 @@ class _NextTurn:
     def _push(self, proto: _H1Output) -> None:
         pending = self._pending
         if not pending:
-            proto.loop.call_soon(self._run)
+            proto.loop.call_soon(self.run)
         pending.append(proto)
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Do it now for every connection waiting (the loop's next turn, or
+        its stop: see `_write_held_output`)."""
         pending = self._pending
         self._pending = []
         for proto in pending:
@@ -263,6 +266,20 @@ def _loop_shared(
                 _per_loop[loop] = found
         shared = _last_shared = found
     return shared.done_future(loop), shared.context, shared.writes, shared.arming
+
+
+def _write_held_output(loop: asyncio.AbstractEventLoop) -> None:
+    """Write now what the loop's connections hold for its next round: the
+    loop has stopped (`IOLoop.start` returns), and a handler that finished
+    and then stopped it must still have its answer sent."""
+    shared = getattr(loop, _SHARED_ATTR, None)
+    if shared is None:
+        shared = _per_loop.get(loop)
+    if shared is not None:
+        shared.writes.run()
+
+
+_write_at_stop(_write_held_output)
 
 
 def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:

@@ -129,6 +129,16 @@ class ConnectionTable:
             waiter.set_result(None)
 
 
+def _on_another_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` runs, in a thread other than the caller's."""
+    if not loop.is_running():
+        return False
+    try:
+        return asyncio.get_running_loop() is not loop
+    except RuntimeError:
+        return True
+
+
 class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     """A non-blocking, single-threaded HTTP/1.1 server.
 
@@ -501,8 +511,17 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
     def stop(self) -> None:
         """Stop accepting connections and close the listening sockets.
 
-        Open connections stay open; see `close_all_connections`.
+        Open connections stay open; see `close_all_connections`. Called from
+        another thread while the server's loop runs (a test fixture that
+        serves from a thread and stops it from the test's), the stop is
+        handed to the loop's thread and done there, before any callback
+        added after it: the listeners are asyncio servers, whose bookkeeping
+        the loop's thread updates as connections end.
         """
+        loop = self._servers[0].get_loop() if self._servers else None
+        if loop is not None and _on_another_thread(loop):
+            loop.call_soon_threadsafe(self.stop)
+            return
         TCPServer.stop(self)
         servers, self._servers = self._servers, []
         for server in servers:

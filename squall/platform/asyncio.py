@@ -50,6 +50,23 @@ _SelectorSocketTransport: type = asyncio.selector_events._SelectorSocketTranspor
 # (128 KiB) and musl's, see there.
 _READ_SIZE = 64 * 1024
 
+# What start() runs once its loop has stopped (see _write_at_stop).
+_writers_at_stop: list[Callable[[asyncio.AbstractEventLoop], None]] = []
+
+
+def _write_at_stop(write_held: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    """Have `IOLoop.start` call ``write_held(asyncio_loop)`` when its loop stops.
+
+    A server that holds output for the loop's next round (the HTTP/1 write
+    queue writes every connection's in one burst) registers here. Tornado
+    writes a response to the socket before ``finish()`` returns, so a
+    handler may finish and then stop the loop (a shutdown endpoint, a tool
+    serving one page): asyncio's ``stop`` lets no callback scheduled in its
+    last round run, and without this the answer would never leave before
+    the program exits.
+    """
+    _writers_at_stop.append(write_held)
+
 
 def _bound_reads(transport: object) -> None:
     """Have asyncio's socket transport read at most `_READ_SIZE` bytes a time.
@@ -219,12 +236,19 @@ class BaseAsyncIOLoop(IOLoop):
         """Run the asyncio loop until `stop` is called.
 
         The loop is the thread's current event loop while it runs; the
-        previous one is restored afterwards.
+        previous one is restored afterwards. Output a server still held for
+        the loop's next round is written before this returns (see
+        `_write_at_stop`).
         """
         old_loop = _peek_event_loop()
         try:
             asyncio.set_event_loop(self.asyncio_loop)
             self.asyncio_loop.run_forever()
+            for write_held in _writers_at_stop:
+                try:
+                    write_held(self.asyncio_loop)
+                except Exception:
+                    _app_log.error("Exception writing output at the loop's stop", exc_info=True)
         finally:
             asyncio.set_event_loop(old_loop)
 

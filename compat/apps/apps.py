@@ -3,7 +3,8 @@
 Adding an application is one entry in `APPS`. Its tests are taken from its
 sdist at the pinned version; an app whose sdist lacks them names the GitHub
 repository whose tag holds them (``tests_repo``), and is installed from the
-index instead.
+index instead, as is an app whose tests are in its installed package
+(``tests_installed``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class App:
     #: The tag (default: ``version``) and the paths taken from it.
     tests_ref: str = ""
     tests_paths: tuple[str, ...] = ("tests",)
+    #: The tests ship inside the app's own package (its wheel), and its sdist
+    #: cannot be built here: the app is installed from the index and pytest
+    #: runs them from the installed package (``--pyargs`` in ``pytest_args``),
+    #: in an empty directory.
+    tests_installed: bool = False
     #: Directories of the test tree (relative to it) that pip installs beside
     #: the app, in both sides' venvs: packages its CI installs from there.
     test_installs: tuple[str, ...] = ()
@@ -818,6 +824,53 @@ APPS: dict[str, App] = {
                 "tests/pytests/functional/netapi/rest_tornado",
             ),
             suite_timeout=30 * 60,
+            test_timeout=120,
+        ),
+        # nbdime (notebook diff and merge): nbdiff-web and nbmerge-web are
+        # Tornado applications of its own (started and stopped on the
+        # IOLoop by its tests), and its Jupyter server extension. Its sdist
+        # builds its front end with npm; its tests ship in its wheel.
+        App(
+            name="nbdime",
+            version="4.0.4",
+            tests_installed=True,
+            # Its "test" extra, less coverage; git for its git-driver tests.
+            test_deps=(
+                "jsonschema",
+                "jupyter_server[test]",
+                "mock",
+                "notebook",
+                "pytest>=6.0",
+                "pytest-timeout",
+                "requests",
+                "tabulate",
+            ),
+            pytest_args=("--pyargs", "nbdime.tests"),
+            # The server extension's tests start `jupyter server` as the
+            # user, who is root in CI's containers.
+            env={"JUPYTER_CONFIG_PATH": str(CONFIG / "jupyter")},
+            suite_timeout=20 * 60,
+            test_timeout=120,
+        ),
+        # IPython Parallel: its controller (the hub and its schedulers) runs
+        # on Tornado's IOLoop with pyzmq's ZMQStream, in processes of its own
+        # that the tests start with their engines; the client drives its
+        # own IOLoop in a thread. Its sdist builds a JupyterLab extension
+        # with npm; its tests ship in its wheel.
+        App(
+            name="ipyparallel",
+            version="9.2.0",
+            tests_installed=True,
+            # Its "test" extra, less coverage.
+            test_deps=(
+                "ipython[test]",
+                "pytest",
+                "pytest-asyncio",
+                "pytest-timeout",
+                "testpath",
+            ),
+            pytest_args=("--pyargs", "ipyparallel.tests"),
+            suite_timeout=40 * 60,
             test_timeout=120,
         ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it

@@ -170,7 +170,15 @@ def fetch_tests(app: App, cache: Path, local: dict[str, str]) -> Path:
 
 def install_spec(app: App, src: Path) -> str:
     """What pip installs for the app: its unpacked sdist, or its release from the index."""
-    return f"{app.name}=={app.version}" if app.tests_repo else str(src)
+    return f"{app.name}=={app.version}" if app.tests_repo or app.tests_installed else str(src)
+
+
+def empty_workdir(app: App, cache: Path) -> Path:
+    """The directory pytest runs in for an app whose tests are in its
+    installed package: empty, so that nothing in it shadows that package."""
+    dest = cache / "src" / f"{app.name}-{app.version}-installed"
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
 
 
 def test_installs(app: App, src: Path) -> list[str]:
@@ -1007,6 +1015,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 src = (
                     fetch_tests(app, cache, tests_repos)
                     if app.tests_repo
+                    else empty_workdir(app, cache)
+                    if app.tests_installed
                     else fetch_sdist(app, cache)
                 )
             except SystemExit as exc:

@@ -121,6 +121,22 @@ def test_packages_from_the_test_tree_are_installed_and_key_the_venvs(
     assert run.setup_key(app, "python3") != run.setup_key(plain, "python3")
 
 
+def test_an_app_whose_tests_are_in_its_package_runs_them_from_the_installed_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _harness(monkeypatch)
+    app = run.App(
+        name="fake", version="1.2", tests_installed=True, pytest_args=("--pyargs", "fake.tests")
+    )
+    workdir = run.empty_workdir(app, tmp_path)
+    # pytest runs in an empty directory, so the package it imports is the
+    # one pip installed from the index, not a copy beside the tests.
+    assert workdir.is_dir() and not any(workdir.iterdir())
+    assert run.install_spec(app, workdir) == "fake==1.2"
+    assert run.install_spec(run.App(name="fake", version="1.2"), tmp_path) == str(tmp_path)
+    assert run.split_args(app.pytest_args) == (["fake.tests"], ["--pyargs"])
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not)."""
     try:

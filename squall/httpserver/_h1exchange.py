@@ -385,6 +385,13 @@ class _RequestConnection(Exchange):
             return p.done_future
         return p.send(data)
 
+    def send_now(self) -> None:
+        """Write the connection's queued output now, not with the round's
+        (an explicit flush: see `Exchange.send_now`)."""
+        p = self._proto
+        if p.exchange is self and p.state < _CLOSING and p.output:
+            p.flush()
+
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
         """Send ``count`` body bytes of ``file`` (from its offset) by sendfile(2).
 

@@ -349,6 +349,17 @@ class Exchange(HTTPConnection):
             return False
         return self._emit_informational(code, headers)
 
+    def send_now(self) -> None:
+        """Put what this exchange has written on the wire now.
+
+        `RequestHandler.flush` calls it before the response's end: Tornado
+        writes a flush to the socket before it returns, so a handler that
+        flushes and then blocks (a synchronous step, a slow computation)
+        has its client see the flushed bytes meanwhile. A driver that holds
+        output for the loop's next round (the HTTP/1.1 server's) overrides
+        this; the others send at once already.
+        """
+
     @property
     def head_written(self) -> bool:
         """Whether a head was accepted (see `HTTPConnection.head_written`)."""

@@ -431,7 +431,7 @@ class RequestHandler(
             # tuple.__new__ skips the namedtuple's Python-level constructor.
             start_line = _new_tuple(ResponseStartLine, ("", self._status_code, self._reason))
             try:
-                return connection.write_headers(start_line, self._headers, chunk)
+                future = connection.write_headers(start_line, self._headers, chunk)
             except HTTPOutputError:
                 # A head the connection refused and did not send (a value
                 # set_header let through that is not latin-1, a
@@ -440,12 +440,20 @@ class RequestHandler(
                 if not getattr(connection, "head_written", True):
                     self._headers_written = False
                 raise
-        for transform in self._transforms:
-            chunk = transform.transform_chunk(chunk, include_footers)
-        if self.request.method != "HEAD":
-            return connection.write(chunk)
-        future: Future[None] = Future()
-        future.set_result(None)
+        else:
+            for transform in self._transforms:
+                chunk = transform.transform_chunk(chunk, include_footers)
+            if self.request.method != "HEAD":
+                future = connection.write(chunk)
+            else:
+                future = Future()
+                future.set_result(None)
+        if not include_footers:
+            # A flush before the end (finish's own passes include_footers)
+            # goes on the wire now, as Tornado's does: see Exchange.send_now.
+            send_now = getattr(connection, "send_now", None)
+            if send_now is not None:
+                send_now()
         return future
 
     def finish(self, chunk: Union[None, str, bytes, dict[str, Any]] = None) -> Future[None]:

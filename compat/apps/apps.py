@@ -869,7 +869,27 @@ APPS: dict[str, App] = {
                 "pytest-timeout",
                 "testpath",
             ),
-            pytest_args=("--pyargs", "ipyparallel.tests"),
+            # Its pytest settings (its pyproject.toml, which the wheel
+            # lacks): asyncio's tests run by pytest-asyncio's auto mode, and
+            # a warning from its own or Jupyter's modules fails the test.
+            pytest_args=(
+                "--pyargs",
+                "-o",
+                "asyncio_mode=auto",
+                "-Werror:::ipy*",
+                "-Werror:::jupyter*",
+                "-Wignore:zmq.eventloop.ioloop:DeprecationWarning:jupyter*",
+                "-Wignore:unclosed event loop:ResourceWarning",
+                "-Wignore:unclosed socket <zmq.Socket:ResourceWarning",
+                "-Wignore:unclosed <socket.socket:ResourceWarning",
+                "-Wignore:unclosed file <_io.BufferedWriter:ResourceWarning",
+                "-Wignore:subprocess .* is still running:ResourceWarning",
+                "-Wignore:unclosed file <_io.BufferedRandom>:ResourceWarning",
+                "-Wignore:IPython could not determine IPs:RuntimeWarning",
+                "-Wmodule:Jupyter is migrating its paths to use standard platformdirs"
+                ":DeprecationWarning",
+                "ipyparallel.tests",
+            ),
             suite_timeout=40 * 60,
             test_timeout=120,
         ),

@@ -387,10 +387,19 @@ class _RequestConnection(Exchange):
 
     def send_now(self) -> None:
         """Write the connection's queued output now, not with the round's
-        (an explicit flush: see `Exchange.send_now`)."""
+        (an explicit flush or finish: see `Exchange.send_now`).
+
+        After this exchange's end the connection may have begun the next
+        pipelined request: what is queued is still in the wire's order."""
         p = self._proto
-        if p.exchange is self and p.state < _CLOSING and p.output:
+        if not p.output:
+            return
+        if p.state < _CLOSING:
             p.flush()
+        elif p.state == _CLOSING and p.in_feed:
+            # A last answer, from inside a read: _process closes the
+            # connection at the read's end, as it would have.
+            p.write_out()
 
     def sendfile(self, file: IO[bytes], count: int) -> Optional[Awaitable[None]]:
         """Send ``count`` body bytes of ``file`` (from its offset) by sendfile(2).

@@ -215,6 +215,17 @@ class _H1Output(asyncio.Protocol):
         if self.output and not self.flow & _QUEUED:
             self._writes.add(self)
 
+    def write_out(self) -> None:
+        """Write the queued output now, changing nothing else (`flush` also
+        closes a connection that is closing, and resumes one held)."""
+        self.flow &= ~_QUEUED
+        out = self.output
+        transport = self.transport
+        if out and transport is not None and self.state != _CLOSED:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            transport.write(data)
+
     def flush(self) -> None:
         self.flow &= ~_QUEUED
         transport = self.transport

@@ -352,12 +352,14 @@ class Exchange(HTTPConnection):
     def send_now(self) -> None:
         """Put what this exchange has written on the wire now.
 
-        `RequestHandler.flush` calls it before the response's end: Tornado
-        writes a flush to the socket before it returns, so a handler that
-        flushes and then blocks (a synchronous step, a slow computation)
-        has its client see the flushed bytes meanwhile. A driver that holds
-        output for the loop's next round (the HTTP/1.1 server's) overrides
-        this; the others send at once already.
+        `RequestHandler.flush` calls it before the response's end, and
+        `RequestHandler.finish` after it where code of the application's
+        may follow: Tornado writes both to the socket before they return,
+        so a handler that answers and then blocks (a synchronous step, a
+        webhook's slow work after its answer, ``on_finish``) has its client
+        see the bytes meanwhile. A driver that holds output for the loop's
+        next round (the HTTP/1.1 server's) overrides this; the others send
+        at once already.
         """
 
     @property

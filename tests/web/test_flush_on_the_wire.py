@@ -1,14 +1,18 @@
-"""`RequestHandler.flush` puts the bytes on the wire before it returns.
+"""`RequestHandler.flush` and `finish` put the bytes on the wire before they return.
 
-Tornado's flush writes to the socket at once, so a handler that flushes and
-then blocks the loop (a synchronous step, a slow computation) has its client
-see what it flushed meanwhile: progress lines, a page's head. The HTTP/1
-server here writes the round's responses in one burst on the loop's next
-round; a flush before the response's end is written at once instead.
+Tornado writes to the socket at once, so a handler that flushes or answers
+and then blocks the loop (a synchronous step, a slow computation, a
+webhook's work after its answer, an ``on_finish`` of its own) has its client
+see the bytes meanwhile: progress lines, a page's head, the webhook's 200
+before its sender's timeout. The HTTP/1 server here writes a round's
+responses in one burst on the loop's next round; those are written at once
+instead. Only a response finished for the handler once its method returned,
+with the stock ``on_finish``, leaves with the round's others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 
@@ -61,6 +65,29 @@ class ChunkedFlushes(SyncFlushThenBlock):
         self.finish("second")
 
 
+class FinishThenBlock(SyncFlushThenBlock):
+    # A webhook: the answer first, then the slow work.
+    def get(self) -> None:
+        self.finish("first;second")
+        _blocking_wait(self.seen)
+
+
+class AsyncFinishThenBlock(SyncFlushThenBlock):
+    async def get(self) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        self.finish("first;second")
+        _blocking_wait(self.seen)
+
+
+class OnFinishBlocks(SyncFlushThenBlock):
+    # Finished for the handler when get returns; then its own on_finish.
+    def get(self) -> None:
+        self.write("first;second")
+
+    def on_finish(self) -> None:
+        _blocking_wait(self.seen)
+
+
 def _client(port: int, seen: _Seen, got: dict[str, bytes], loop: IOLoop) -> None:
     data = b""
     try:
@@ -78,7 +105,17 @@ def _client(port: int, seen: _Seen, got: dict[str, bytes], loop: IOLoop) -> None
         loop.add_callback(loop.stop)
 
 
-@pytest.mark.parametrize("handler", [SyncFlushThenBlock, AsyncFlushThenBlock, ChunkedFlushes])
+@pytest.mark.parametrize(
+    "handler",
+    [
+        SyncFlushThenBlock,
+        AsyncFlushThenBlock,
+        ChunkedFlushes,
+        FinishThenBlock,
+        AsyncFinishThenBlock,
+        OnFinishBlocks,
+    ],
+)
 def test_a_flush_reaches_the_client_while_the_handler_blocks(
     handler: type[SyncFlushThenBlock],
 ) -> None:

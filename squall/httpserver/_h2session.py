@@ -311,6 +311,10 @@ class _H2Session(asyncio.Protocol):
         if not self._in_feed and self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
+    def flush_now(self) -> None:
+        """Write what is queued now, even inside a round (see `MuxDriver`)."""
+        self._flush()
+
     def _flush(self) -> None:
         handle = self._flush_handle
         if handle is not None:

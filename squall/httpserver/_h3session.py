@@ -360,6 +360,13 @@ class _H3Session(QuicConnectionProtocol):
         if self._flush_handle is None and not self._gone:
             self._flush_handle = self._loop.call_soon(self._flush)
 
+    def flush_now(self) -> None:
+        """Send what is queued now, not on the next turn (see `MuxDriver`)."""
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_handle = None
         if not self._gone and self._transport is not None:

@@ -77,6 +77,10 @@ class MuxDriver(Protocol):
     def streams_idle(self) -> None:
         """The last stream gave its slot back: no request is in flight."""
 
+    def flush_now(self) -> None:
+        """Write what the connection holds for the wire now, not at the end
+        of the round (a handler's explicit flush or finish: `send_now`)."""
+
 
 class StreamSlots:
     """A connection's count of the request streams it serves at once.
@@ -227,6 +231,14 @@ class _MuxStream(Exchange):
         else:
             p = self._proto
             p.end_response(self)
+
+    def send_now(self) -> None:
+        """What the connection holds for its round goes out now (see
+        `Exchange.send_now`): the streams share one write per round, which
+        a handler that answers and then blocks would hold back."""
+        if not self._closed:
+            p: MuxDriver = self._proto
+            p.flush_now()
 
     def _emit_raw(self, chunk: bytes) -> Any:
         raise HTTPOutputError(f"write_headers must come first on an {self.PROTOCOL} stream")

@@ -61,6 +61,10 @@ class App:
     #: Packages from the npm registry whose commands the tests run (on PATH
     #: in both sides' runs), installed once into the app's cache directory.
     npm: tuple[str, ...] = ()
+    #: An environment variable set, in both sides' runs, to the directory
+    #: that holds the npm packages' ``node_modules`` (for tests that look
+    #: packages up there rather than on PATH).
+    npm_root_env: str = ""
     #: Harness plugins (modules in compat/apps/plugin) loaded into the app's
     #: run with ``-p``, on both sides alike.
     plugins: tuple[str, ...] = ()
@@ -891,6 +895,25 @@ APPS: dict[str, App] = {
                 "ipyparallel.tests",
             ),
             suite_timeout=40 * 60,
+            test_timeout=120,
+        ),
+        # Jupyter's language-server proxy: a server extension whose
+        # WebSocket handler relays each message to a language server's
+        # stdio, and whose tests start `jupyter server` (as root: the
+        # harness's allow_root configuration) and drive its handlers, with
+        # real language servers: pylsp, and two from npm that answer within
+        # the suite's 20 s on a busy machine (it finds them under
+        # JLSP_TEST_ROOT). Those of the suite's list not installed fail
+        # alike on each side.
+        App(
+            name="jupyter-lsp",
+            version="2.3.1",
+            test_deps=("pytest", "pytest-asyncio", "pytest-timeout", "python-lsp-server"),
+            pytest_args=("jupyter_lsp/tests",),
+            npm=("bash-language-server", "dockerfile-language-server-nodejs"),
+            npm_root_env="JLSP_TEST_ROOT",
+            env={"JUPYTER_CONFIG_PATH": str(CONFIG / "jupyter")},
+            suite_timeout=15 * 60,
             test_timeout=120,
         ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it

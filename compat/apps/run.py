@@ -305,6 +305,15 @@ def setup_npm(app: App, work: Path) -> Path:
     return prefix / "node_modules" / ".bin"
 
 
+def add_npm(app: App, bin_dir: Path, env: dict[str, str]) -> None:
+    """The app's npm commands (``bin_dir``) go first on PATH, and its
+    ``npm_root_env``, if any, names the directory that holds their
+    ``node_modules``."""
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    if app.npm_root_env:
+        env[app.npm_root_env] = str(bin_dir.parent.parent)
+
+
 def build_wheel(squall_src: Path, python: str, pure: bool, cache: Path) -> Path:
     """A wheel of the checkout: compiled (mypyc and C, where a compiler is) or pure.
 
@@ -468,7 +477,7 @@ def run_suite(
     env.update(app.env)
     env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"
     if app.npm:
-        env["PATH"] = f"{setup_npm(app, work)}{os.pathsep}{env['PATH']}"
+        add_npm(app, setup_npm(app, work), env)
     env["VIRTUAL_ENV"] = str(py.parent.parent)
     # The outcomes plugin first; an app's own PYTHONPATH (relative to its
     # source directory) after it.

@@ -137,6 +137,22 @@ def test_an_app_whose_tests_are_in_its_package_runs_them_from_the_installed_pack
     assert run.split_args(app.pytest_args) == (["fake.tests"], ["--pyargs"])
 
 
+def test_npm_commands_go_on_path_and_their_root_is_named_where_the_app_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _harness(monkeypatch)
+    bin_dir = tmp_path / "node" / "node_modules" / ".bin"
+    env = {"PATH": "/usr/bin"}
+    run.add_npm(run.App(name="fake", version="0", npm=("a-server",)), bin_dir, env)
+    assert env == {"PATH": f"{bin_dir}{os.pathsep}/usr/bin"}
+    app = run.App(name="fake", version="0", npm=("a-server",), npm_root_env="FAKE_ROOT")
+    env = {"PATH": "/usr/bin"}
+    run.add_npm(app, bin_dir, env)
+    # The root holds node_modules, where such an app looks its packages up.
+    assert env["FAKE_ROOT"] == str(tmp_path / "node")
+    assert env["PATH"].startswith(f"{bin_dir}{os.pathsep}")
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not)."""
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +17,7 @@ httpx = pytest.importorskip("httpx", reason="the asgi extra (httpx) is not insta
 from fastapi import FastAPI, WebSocket  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
+from starlette.background import BackgroundTask  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse  # noqa: E402
 from starlette.routing import Route, WebSocketRoute  # noqa: E402
@@ -176,6 +179,35 @@ def test_mount_sends_a_prefix_to_an_asgi_app_beside_request_handlers() -> None:
     run(main())
     with pytest.raises(ValueError, match="starts with '/'"):
         mount("api", fastapi_app())
+
+
+def test_a_background_task_in_a_thread_does_not_hold_the_answer() -> None:
+    # The guide's advice for work after the answer (a webhook's processing,
+    # an email): a plain function, which Starlette runs in a thread. The
+    # answer has left before the task ends: the task waits for the client
+    # to have it.
+    answered = threading.Event()
+    done = threading.Event()
+    waited: list[bool] = []
+
+    def slow_work() -> None:
+        waited.append(answered.wait(60))
+        done.set()
+
+    async def hook(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("accepted", background=BackgroundTask(slow_work))
+
+    async def main() -> None:
+        app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+        async with serving(app) as (port, _, _):
+            async with httpx.AsyncClient(verify=False, trust_env=False) as client:
+                r = await client.post(f"http://127.0.0.1:{port}/hook")
+                assert r.text == "accepted"
+                answered.set()
+                assert await asyncio.to_thread(done.wait, 60)
+
+    run(main())
+    assert waited == [True], "the answer waited for the background task"
 
 
 def test_unused_serving_helper_arguments() -> None:

@@ -373,6 +373,49 @@ def _unmarked_bases(root: Path, compiled: set[str]) -> dict[str, list[str]]:
     return unmarked
 
 
+# mypyc's coroutines took an exception thrown into them alone (asyncio's
+# Task throws what an awaited future failed with: ``coro.throw(exc)``) as
+# one with no traceback: its runtime restores the error with the traceback
+# argument, None, and the exception's own traceback was then replaced by
+# the frames it passed on its way out. So an error from an awaited Task or
+# future reached write_error, a logged traceback or an error reporter
+# without the frames where it was raised, under a compiled coroutine
+# (squall.web._delegate._made_in_task on 3.11, the ASGI driver's). CPython's
+# coroutines keep the exception's own traceback when none is given; the
+# runtime's function (one copy in the build, exc_ops.c) is made to as well.
+_THROWN = "        type = (PyObject *)Py_TYPE(value);\n"
+_KEEP_OWN_TRACEBACK = """        if (Py_IsNone(traceback)) {
+            /* squall: keep the thrown exception's own traceback
+               (speedups/squall_build.py, _keep_thrown_tracebacks) */
+            PyObject *own = PyException_GetTraceback(value);
+            if (own != NULL) {
+                Py_INCREF(type);
+                Py_INCREF(value);
+                PyErr_Restore(type, value, own);
+                return;
+            }
+        }
+"""
+
+
+def _keep_thrown_tracebacks(target: Path) -> bool:
+    """Patch mypyc's runtime copy under ``target`` (see _THROWN); False if
+    its source is not the one known (a mypyc of another shape)."""
+    path = target / "exc_ops.c"
+    if not path.exists():
+        return False
+    text = path.read_text()
+    if _KEEP_OWN_TRACEBACK in text:
+        return True
+    start = text.find("void CPyErr_SetObjectAndTraceback(")
+    at = text.find(_THROWN, start)
+    if start < 0 or at < 0 or text.find("}", start) < at:
+        return False
+    at += len(_THROWN)
+    path.write_text(text[:at] + _KEEP_OWN_TRACEBACK + text[at:])
+    return True
+
+
 def _failed(reason: str) -> dict[str, Any]:
     return {"compiled": False, "reason": reason}
 
@@ -479,6 +522,8 @@ def _compile() -> tuple[list[Any], dict[str, Any]]:
             )
     finally:
         os.chdir(cwd)
+    if not _keep_thrown_tracebacks(target):
+        _say("mypyc's exc_ops.c is not the one known: thrown exceptions lose their tracebacks")
     # multi_file writes each module's C file at the top of the target and
     # the group's headers beside the group's own file (squall/_native/),
     # where a module's file includes them from.

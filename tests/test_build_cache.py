@@ -118,3 +118,30 @@ def test_build_jobs_reads_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert build.build_jobs() == 1
     monkeypatch.delenv("SQUALL_BUILD_JOBS")
     assert build.build_jobs() >= 1
+
+
+def test_the_runtime_keeps_a_thrown_exceptions_own_traceback(tmp_path: Path) -> None:
+    # mypyc's runtime, as mypyc 2.4 writes it: the patch goes in once, in
+    # the branch for an exception thrown alone (tests/web/test_thrown_tracebacks.py
+    # checks what it does).
+    source = (
+        "void CPyErr_SetObjectAndTraceback(PyObject *type, PyObject *value,"
+        " PyObject *traceback) {\n"
+        "    if (!PyType_Check(type) && Py_IsNone(value)) {\n"
+        "        value = type;\n"
+        "        type = (PyObject *)Py_TYPE(value);\n"
+        "    }\n"
+        "    PyErr_Restore(type, value, traceback);\n"
+        "}\n"
+    )
+    (tmp_path / "exc_ops.c").write_text(source)
+    assert build._keep_thrown_tracebacks(tmp_path)
+    patched = (tmp_path / "exc_ops.c").read_text()
+    assert patched.count("PyException_GetTraceback(value)") == 1
+    assert patched.index("PyException_GetTraceback") < patched.index("    }\n    PyErr_Restore")
+    assert build._keep_thrown_tracebacks(tmp_path)  # again: unchanged
+    assert (tmp_path / "exc_ops.c").read_text() == patched
+    # Another shape, or no runtime at all: left alone, and said.
+    (tmp_path / "exc_ops.c").write_text(source.replace("Py_TYPE(value)", "Py_TYPE(v)"))
+    assert not build._keep_thrown_tracebacks(tmp_path)
+    assert not build._keep_thrown_tracebacks(tmp_path / "none")

@@ -916,6 +916,26 @@ APPS: dict[str, App] = {
             suite_timeout=15 * 60,
             test_timeout=120,
         ),
+        # Jupyter Enterprise Gateway: Jupyter Server 1.x's kernel gateway for
+        # remote kernels. Its tests are tornado.testing's AsyncHTTPTestCase
+        # with gen.coroutine generators, websocket_connect to real kernels
+        # and its REST API; they ship in its wheel.
+        App(
+            name="jupyter_enterprise_gateway",
+            version="3.3.0",
+            tests_installed=True,
+            # Its "test" extra, less coverage and pre-commit.
+            test_deps=(
+                "ipykernel>=6.29,<7",
+                "pytest<8.1.0",
+                "pytest-timeout",
+                "pytest-tornasync",
+                "websocket-client",
+            ),
+            pytest_args=("--pyargs", "enterprise_gateway.tests"),
+            suite_timeout=20 * 60,
+            test_timeout=120,
+        ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.
         App(

@@ -938,31 +938,6 @@ APPS: dict[str, App] = {
             suite_timeout=20 * 60,
             test_timeout=120,
         ),
-        # JupyterLab's server side: its handlers (announcements, the plugin
-        # manager, custom CSS, the build API, workspaces) on Jupyter Server,
-        # driven by pytest-jupyter's fixtures. Its sdist builds its front end
-        # with npm; its tests ship in its wheel.
-        App(
-            name="jupyterlab",
-            version="4.6.6",
-            tests_installed=True,
-            # Its "test" extra, less coverage and xdist.
-            test_deps=(
-                "pytest>=7.0",
-                "pytest-check-links>=0.7",
-                "pytest-console-scripts",
-                "pytest-jupyter>=0.5.3",
-                "pytest-timeout",
-                "pytest-tornasync",
-                "requests",
-                "requests-cache",
-                "virtualenv",
-            ),
-            pytest_args=("--pyargs", "jupyterlab.tests"),
-            env={"JUPYTER_CONFIG_PATH": str(CONFIG / "jupyter")},
-            suite_timeout=30 * 60,
-            test_timeout=300,
-        ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.
         App(

@@ -373,8 +373,14 @@ class WebSocketProtocol13(WebSocketProtocol):
         peer = self.peer
         if getattr(self._handle_message, "__func__", None) is not _HANDLE_MESSAGE:
             peer = None
-        self._cork = []
-        self._sink = None
+        if count - index > 1:
+            # What the callbacks of several events write goes out in one
+            # write, after them. A read of one event (a client waiting for
+            # its answer) is not held: its callback's writes leave as it
+            # makes them, as Tornado's do, so that one that answers and then
+            # blocks (a synchronous step) has its client see the answer.
+            self._cork = []
+            self._sink = None
         try:
             while index < count:
                 event = events[index]
@@ -450,9 +456,11 @@ class WebSocketProtocol13(WebSocketProtocol):
                     if not events:
                         continue
                 # What the callbacks write while one read's events are
-                # dispatched goes out in one stream write.
-                self._cork = []
-                self._sink = None
+                # dispatched goes out in one stream write (a read of one
+                # event: as they write, see _run_events).
+                if len(events) - index > 1:
+                    self._cork = []
+                    self._sink = None
                 handled = 0
                 delivered = False
                 while index < len(events):

@@ -185,6 +185,26 @@ class ProtocolTest(AsyncTestCase):
         self.assertTrue(stream.nodelay)
 
     @gen_test
+    async def test_a_read_of_one_message_is_answered_as_the_callback_writes(self) -> None:
+        # A client waiting for its answer: the callback's write leaves before
+        # it returns (as Tornado's does), so one that answers and then works
+        # synchronously has its client see the answer meanwhile.
+        seen: list[int] = []
+
+        class AnswersThenWorks(Peer):
+            def on_message(self, message: Any) -> None:
+                assert self.protocol is not None
+                self.protocol.write_message("ack " + message)
+                seen.append(len(stream.written))  # the work would start here
+
+        proto, stream, peer = self.make(AnswersThenWorks())
+        stream.feed(frame(1, b"x"))
+        while not seen:
+            await asyncio.sleep(0)
+        self.assertEqual(seen, [1])
+        self.assertEqual(server_frames(stream.written[0]), [(1, b"ack x")])
+
+    @gen_test
     async def test_coroutine_callbacks_see_their_writes_flushed(self) -> None:
         order: list[str] = []
 
@@ -330,14 +350,16 @@ class ProtocolTest(AsyncTestCase):
             def on_message(self, message: Any) -> None:
                 assert self.protocol is not None and self.protocol.stream is not None
                 results.append(self.protocol.write_message(message))
-                self.protocol.stream._closed = True  # type: ignore[attr-defined]
+                if len(results) == 2:
+                    self.protocol.stream._closed = True  # type: ignore[attr-defined]
 
         proto, stream, peer = self.make(Closing())
-        stream.feed(frame(1, b"x"))
-        while not results:
+        stream.feed(frame(1, b"x") + frame(1, b"y"))  # a batch: its writes are held
+        while len(results) < 2:
             await asyncio.sleep(0)
-        with self.assertRaises(WebSocketClosedError):
-            await results[0]
+        for result in results:
+            with self.assertRaises(WebSocketClosedError):
+                await result
         stream._closed = False
         stream.close()
         await peer.closed

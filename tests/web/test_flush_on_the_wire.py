@@ -190,13 +190,14 @@ _CLIENTS = {"http/1.1": _h1_client, "h2": _h2_client, "h3": _h3_client}
 def test_a_flush_reaches_the_client_while_the_handler_blocks(
     handler: type[SyncFlushThenBlock], protocol: str
 ) -> None:
+    if protocol == "h3":  # (before anything is opened)
+        pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
     seen = _Seen()
     got: dict[str, bytes] = {}
     loop = IOLoop(make_current=False)
     (sock,) = bind_sockets(0, "127.0.0.1")
     app = web.Application([("/", handler, {"seen": seen})])
     if protocol == "h3":
-        pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
         options = AsyncHTTPSTestCase.default_ssl_options()
         server = HTTPServer(app, ssl_options=options, http3=True)
     else:
@@ -213,6 +214,10 @@ def test_a_flush_reaches_the_client_while_the_handler_blocks(
         loop.start()
     finally:
         server.stop()
+        # An HTTP/2 or HTTP/3 connection outlives its response (the client
+        # hung up after it, unseen by the stopped loop): closed here, not
+        # left to the collector's ResourceWarning in a later test.
+        loop.run_sync(server.close_all_connections)
         loop.close(all_fds=True)
     assert seen.waited == [True], "the flushed part did not reach the client while it blocked"
     body = got["body"]

@@ -217,7 +217,9 @@ class _H1Output(asyncio.Protocol):
 
     def write_out(self) -> None:
         """Write the queued output now, changing nothing else (`flush` also
-        closes a connection that is closing, and resumes one held)."""
+        closes a connection that is closing, and resumes one held). flush
+        writes the same way itself rather than calling this: it runs once
+        per response, and a call more there is one more per request."""
         self.flow &= ~_QUEUED
         out = self.output
         transport = self.transport

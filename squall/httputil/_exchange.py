@@ -357,9 +357,10 @@ class Exchange(HTTPConnection):
         may follow: Tornado writes both to the socket before they return,
         so a handler that answers and then blocks (a synchronous step, a
         webhook's slow work after its answer, ``on_finish``) has its client
-        see the bytes meanwhile. A driver that holds output for the loop's
-        next round (the HTTP/1.1 server's) overrides this; the others send
-        at once already.
+        see the bytes meanwhile. A driver that holds output for the end of
+        the loop's round (the HTTP/1.1 server's write queue, an HTTP/2 or
+        HTTP/3 connection's one write per round) overrides this; the others
+        send at once already.
         """
 
     @property

@@ -938,6 +938,59 @@ APPS: dict[str, App] = {
             suite_timeout=20 * 60,
             test_timeout=120,
         ),
+        # Jupyter Server's terminals: a server extension whose REST API makes
+        # terminado terminals and whose WebSocket handler relays a shell's
+        # pty; its tests drive both through pytest-jupyter's fixtures, with
+        # warnings made errors.
+        App(
+            name="jupyter_server_terminals",
+            version="0.5.4",
+            test_deps=("pytest-jupyter[server]>=0.5.3", "pytest>=7.0", "pytest-timeout"),
+            env={"JUPYTER_CONFIG_PATH": str(CONFIG / "jupyter")},
+            suite_timeout=10 * 60,
+            test_timeout=120,
+        ),
+        # nbgitpuller: a Jupyter server extension that clones or pulls a git
+        # repository and streams git's progress to the browser as Server-Sent
+        # Events (a thread's output through a queue, flushed line by line).
+        # Its tests start `jupyter-server` and `jupyter-notebook` with the
+        # extension and read the stream; its sdist lacks their helpers.
+        App(
+            name="nbgitpuller",
+            version="1.3.0",
+            tests_repo="jupyterhub/nbgitpuller",
+            tests_paths=("tests",),
+            # Its dev requirements, less jupyter-packaging (a build tool) and
+            # pytest-cov (its addopts ask for --cov; not needed).
+            test_deps=("nbclassic", "notebook>=5.5", "packaging", "pytest", "pytest-timeout"),
+            pytest_args=("tests", "-o", "addopts=-rfEs"),
+            env={"JUPYTER_CONFIG_PATH": str(CONFIG / "jupyter")},
+            suite_timeout=15 * 60,
+            test_timeout=120,
+        ),
+        # OAuthenticator: JupyterHub's OAuth 2 login handlers for a dozen
+        # providers. Its tests swap in a SimpleAsyncHTTPClient subclass
+        # (AsyncHTTPClient.configure) whose fetch_impl answers the
+        # providers' endpoints with HTTPResponses it builds itself.
+        App(
+            name="oauthenticator",
+            version="17.4.0",
+            # Its "test" extra, less pytest-cov (addopts' --cov: not needed).
+            test_deps=(
+                "google-auth-oauthlib",
+                "mwoauth>=0.3.8",
+                "pytest-asyncio>=1.2",
+                "pytest>=6",
+                "requests-mock",
+                "pytest-timeout",
+                # JupyterHub 6 adds user_info to the auth model, which the
+                # suite's expected models of this release lack.
+                "jupyterhub<6",
+            ),
+            pytest_args=("oauthenticator/tests", "-o", "addopts=-rfEs"),
+            suite_timeout=10 * 60,
+            test_timeout=120,
+        ),
         # The pytest plugin for Tornado apps (used by Notebook's tests): it
         # reads HTTPServer internals and drives the IOLoop itself.
         App(

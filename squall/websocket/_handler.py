@@ -7,7 +7,6 @@ import contextvars
 import functools
 import inspect
 import sys
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from types import CoroutineType, MappingProxyType
 from typing import Any, Optional, TypeVar, Union, cast
@@ -21,6 +20,7 @@ from squall.httputil import responses
 from squall.httputil._headers import HTTPHeaders, fields_of
 from squall.httputil._response import _ResponseHeaders
 from squall.web import RequestHandler
+from squall.web._identity import origin_names_host
 from squall.web.handler import AT_ONCE_UNLESS, NO_WAIT, HandlerTraits
 from squall.websocket._idle import (
     _OPEN_KWARGS,
@@ -41,7 +41,9 @@ from squall.websocket._protocol import (
 __all__ = ["WebSocketHandler"]
 
 
-_SAME_HOST_PREFIXES = ("http://", "https://")
+# What a browser's Sec-Fetch-Site says of a request from the server's own
+# pages (or typed in by the user).
+_SAME_SITES = ("same-origin", "none")
 _SWITCHING = responses[101]
 _NOT_SUPPORTED = "Method not supported for Web Sockets"
 # The 101's constant field values (shared lists: see _write_101).
@@ -175,8 +177,7 @@ class WebSocketHandler(RequestHandler, _Peer):
         # What HTTPHeaders.get(name) gives, from that dict, is
         #     None if (v := fields.get(name)) is None else ",".join(v)
         # (a one-value list's join is its value itself), written where it is
-        # read below and in check_origin and get_websocket_protocol: a call
-        # fewer per field, nine per handshake.
+        # read below and in get_websocket_protocol: a call fewer per field.
         if request.version == "HTTP/1.0":
             # RFC 6455 section 4.1: the upgrade request's "HTTP version MUST
             # be at least 1.1" (HTTP/1.0 has no Upgrade mechanism).
@@ -211,13 +212,32 @@ class WebSocketHandler(RequestHandler, _Peer):
                 self.set_status(400)
                 self.finish('"Connection" must be "Upgrade".')
                 return
+        # Cross-origin protection, always on for WebSockets (browsers apply
+        # no same-origin policy to them): the browser's Sec-Fetch-Site
+        # decides when it sent one; without it, an Origin naming this Host
+        # passes. Only a request that looks cross-origin is put to
+        # check_origin, which runs here, after prepare(), so that an
+        # override may use what prepare() set up (a user).
         if fields is None:
-            origin = headers.get("Origin") or headers.get("Sec-Websocket-Origin")
+            site = headers.get("Sec-Fetch-Site")
+            origin = headers.get("Origin")
         else:
-            origin = (None if (v := fields.get("Origin")) is None else ",".join(v)) or (
-                None if (v := fields.get("Sec-Websocket-Origin")) is None else ",".join(v)
+            site = None if (v := fields.get("Sec-Fetch-Site")) is None else ",".join(v)
+            origin = None if (v := fields.get("Origin")) is None else ",".join(v)
+        if site is None:
+            refused = (
+                origin is not None
+                and not origin_names_host(
+                    origin,
+                    headers.get("Host")
+                    if fields is None
+                    else (None if (v := fields.get("Host")) is None else ",".join(v)),
+                )
+                and not self.check_origin(origin)
             )
-        if origin is not None and not self.check_origin(origin):
+        else:
+            refused = site not in _SAME_SITES and not (origin and self.check_origin(origin))
+        if refused:
             self.set_status(403)
             self.finish("Cross origin websockets not allowed")
             return
@@ -568,34 +588,19 @@ class WebSocketHandler(RequestHandler, _Peer):
         return None
 
     def check_origin(self, origin: str) -> bool:
-        """Whether to accept a connection from this ``Origin``.
+        """Whether to accept a WebSocket from ``origin``, a request that
+        looks cross-origin.
 
-        By default: the browser's ``Sec-Fetch-Site`` decides when present
-        (``same-origin`` and ``none`` pass); otherwise the origin's host must
-        be this request's ``Host``. Origins accepted by
-        `~squall.web.RequestHandler.check_trusted_origin` pass either way.
-        Override to accept cross-origin connections (then authenticate them
-        some other way).
+        Not asked for one the browser says is same-origin (``Sec-Fetch-Site``
+        ``same-origin`` or ``none``), nor, without that header, for one
+        whose ``Origin`` names this request's ``Host``: those are accepted
+        first. A ``Sec-Fetch-Site`` of another value with no ``Origin`` is
+        refused without asking. Called after `prepare`.
+
+        By default, `~squall.web.RequestHandler.check_trusted_origin` (the
+        ``trusted_origins`` setting). Override to accept other origins (then
+        authenticate their connections some other way than by cookie).
         """
-        headers = self.request.headers
-        if type(headers) is HTTPHeaders:
-            fields = fields_of(headers)
-            site = None if (v := fields.get("Sec-Fetch-Site")) is None else ",".join(v)
-            host = None if (v := fields.get("Host")) is None else ",".join(v)
-        else:
-            site = headers.get("Sec-Fetch-Site")
-            host = headers.get("Host")
-        if site is not None:
-            if site.strip().lower() in ("same-origin", "none"):
-                return True
-            return self.check_trusted_origin(origin)
-        host = (host or "").lower()
-        lowered = origin.lower()
-        if host and lowered.endswith(host) and lowered[: -len(host)] in _SAME_HOST_PREFIXES:
-            return True  # what the parse below finds for a browser's own origin
-        parsed = urllib.parse.urlsplit(origin)
-        if parsed.scheme and parsed.netloc and parsed.netloc.lower() == host:
-            return True
         return self.check_trusted_origin(origin)
 
     # -- sending

@@ -957,9 +957,18 @@ class CrossOriginTest(WebCase):
             ),
             ({"Origin": "null"}, ".*Origin 'null' not allowed"),
             ({"Origin": "https://ok.test/"}, ".*Origin .* not allowed"),
+            # An authority that does not parse is refused, not a 500.
+            ({"Origin": "http://[::1"}, ".*Origin .* not allowed"),
         ):
             with ExpectLog(gen_log, message):
                 assert self.post(headers).code == 403
+
+    def test_the_scheme_of_an_origin_naming_this_host_is_not_compared(self) -> None:
+        # A page of https://host behind a proxy that ends TLS posts to a
+        # server that sees plain HTTP: the same origin, as Tornado reads it.
+        host = f"127.0.0.1:{self.get_http_port()}"
+        for origin in (f"https://{host}", f"HTTPS://{host.upper()}/page", f"ws://{host}"):
+            assert self.post({"Origin": origin}).code == 200, origin
 
 
 # --- direct use without a server --------------------------------------------------------------------

@@ -752,3 +752,99 @@ class Secure(AsyncHTTPSTestCase):
         self.assertEqual(await ws.read_message(), "secret")
         ws.close()
         await self.rec.closed
+
+
+class PartnerOnly(WebSocketHandler):
+    """Accepts one foreign origin, and records each origin it is asked about."""
+
+    def initialize(self, asked: list[str]) -> None:
+        self.asked = asked
+
+    def check_origin(self, origin: str) -> bool:
+        self.asked.append(origin)
+        return origin == "https://partner.example"
+
+
+class OriginCheck(AsyncHTTPTestCase):
+    """Which handshakes are put to check_origin, and which open (Tornado 6.6's
+    cross-origin protection: a request that is same-origin by the browser's
+    Sec-Fetch-Site, or by an Origin naming the Host, opens unasked)."""
+
+    def get_app(self) -> Application:
+        self.asked: list[str] = []
+        return Application(
+            [("/partner", PartnerOnly, dict(asked=self.asked)), ("/default", WebSocketHandler)],
+            trusted_origins=["https://trusted.example"],
+        )
+
+    async def status(self, path: str, headers: dict[str, str]) -> int:
+        url = f"ws://127.0.0.1:{self.get_http_port()}{path}"
+        try:
+            ws = await websocket_connect(HTTPRequest(url, headers=headers))
+        except HTTPClientError as e:
+            return e.code
+        ws.close()
+        return 101
+
+    @gen_test
+    async def test_who_is_asked_and_who_opens(self) -> None:
+        host = f"127.0.0.1:{self.get_http_port()}"
+        cases: list[tuple[dict[str, str], int, list[str]]] = [
+            ({}, 101, []),
+            # An Origin naming the Host, whatever its scheme, case or path.
+            ({"Origin": f"http://{host}"}, 101, []),
+            ({"Origin": f"https://{host}"}, 101, []),
+            ({"Origin": f"HTTP://{host}/page"}, 101, []),
+            ({"Origin": "https://partner.example"}, 101, ["https://partner.example"]),
+            ({"Origin": "http://evil.example"}, 403, ["http://evil.example"]),
+            ({"Origin": host}, 403, [host]),
+            ({"Origin": "http://[::1"}, 403, ["http://[::1"]),
+            # The browser's word decides when it gives one.
+            ({"Sec-Fetch-Site": "same-origin", "Origin": "http://evil.example"}, 101, []),
+            ({"Sec-Fetch-Site": "none"}, 101, []),
+            ({"Sec-Fetch-Site": "cross-site"}, 403, []),
+            ({"Sec-Fetch-Site": "same-site"}, 403, []),
+            (
+                {"Sec-Fetch-Site": "cross-site", "Origin": "https://partner.example"},
+                101,
+                ["https://partner.example"],
+            ),
+            ({"Sec-Fetch-Site": "same-site", "Origin": f"http://{host}"}, 403, [f"http://{host}"]),
+            # The retired drafts' origin field is not read.
+            ({"Sec-WebSocket-Origin": "http://evil.example"}, 101, []),
+        ]
+        for headers, code, asked in cases:
+            self.asked.clear()
+            self.assertEqual(await self.status("/partner", headers), code, headers)
+            self.assertEqual(self.asked, asked, headers)
+
+    @gen_test
+    async def test_the_default_check_trusts_the_settings_origins(self) -> None:
+        for headers, code in (
+            ({"Origin": "https://trusted.example"}, 101),
+            ({"Sec-Fetch-Site": "cross-site", "Origin": "https://trusted.example"}, 101),
+            ({"Origin": "https://trusted.example.evil"}, 403),
+            ({"Sec-Fetch-Site": "cross-site", "Origin": "https://other.example"}, 403),
+        ):
+            self.assertEqual(await self.status("/default", headers), code, headers)
+
+    def test_check_origin_alone_is_the_trusted_origins_check(self) -> None:
+        # Called directly (a handler's own tests do), the default answers
+        # for a foreign origin only: an origin naming the host is decided
+        # before it is asked.
+        handler = WebSocketHandler(self._app, self._make_request())
+        self.assertTrue(handler.check_origin("https://trusted.example"))
+        self.assertFalse(handler.check_origin("http://evil.example"))
+
+    def _make_request(self) -> Any:
+        from squall.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+        class _Connection:
+            def set_close_callback(self, callback: Any) -> None:
+                pass
+
+        return HTTPServerRequest(
+            start_line=RequestStartLine("GET", "/", "HTTP/1.1"),
+            headers=HTTPHeaders({"Host": "h"}),
+            connection=_Connection(),
+        )

@@ -324,8 +324,18 @@ class StaticFileHandler(RequestHandler):
 
     @classmethod
     def get_absolute_path(cls, root: str, path: str) -> str:
-        """The absolute path of ``path`` under ``root`` (not yet checked: see `validate_absolute_path`)."""
-        return os.path.abspath(os.path.join(root, path))
+        """The absolute path of ``path`` under ``root``.
+
+        Symlinks are not resolved here (`validate_absolute_path` does).
+
+        Raises:
+            HTTPError: 403 if ``path`` leads outside ``root`` (``..``, or a
+                path of its own from the filesystem's root).
+        """
+        absolute = os.path.abspath(os.path.join(root, path))
+        if not _lexically_within(root, absolute):
+            raise HTTPError(403, "%s is not in root static directory", path)
+        return absolute
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> Optional[str]:
         """Checks that ``absolute_path`` may be served and returns the path to serve.
@@ -383,8 +393,9 @@ class StaticFileHandler(RequestHandler):
         """The version of the file: the hex SHA-512 of its content.
 
         Raises:
-            OSError: if it is not a regular file or larger than
-                ``MAX_VERSION_CONTENT_SIZE``.
+            HTTPError: 404 if it is missing, 403 if it is not a regular file.
+            ValueError: if it is larger than ``MAX_VERSION_CONTENT_SIZE``.
+            OSError: if it cannot be read.
         """
         hasher = hashlib.sha512()
         if cls.get_content.__func__ is not StaticFileHandler.get_content.__func__:  # type: ignore[attr-defined]
@@ -396,17 +407,21 @@ class StaticFileHandler(RequestHandler):
         # Opening a FIFO for reading would wait for a writer, and a device may
         # never end: look at what the path is before reading, then again on
         # the open descriptor in case it changed in between.
-        if not stat.S_ISREG(os.stat(abspath).st_mode):
-            raise OSError(f"{abspath} is not a file")
+        try:
+            mode = os.stat(abspath).st_mode
+        except FileNotFoundError:
+            raise HTTPError(404) from None
+        if not stat.S_ISREG(mode):
+            raise HTTPError(403, "%s is not a file", abspath)
         fd = os.open(
             abspath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         )
         with os.fdopen(fd, "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode):
-                raise OSError(f"{abspath} is not a file")
+                raise HTTPError(403, "%s is not a file", abspath)
             if info.st_size > cls.MAX_VERSION_CONTENT_SIZE:
-                raise OSError(f"{abspath} is larger than {cls.MAX_VERSION_CONTENT_SIZE} bytes")
+                raise ValueError(f"{abspath} is larger than {cls.MAX_VERSION_CONTENT_SIZE} bytes")
             while chunk := file.read(_CHUNK_SIZE):
                 hasher.update(chunk)
         return hasher.hexdigest()

@@ -384,6 +384,30 @@ class VersionTest:
             assert self.version("a", Small) is None
         assert "larger than 2 bytes" in caplog.text
 
+    def test_the_classmethods_raise_what_tornado_66_raises(self) -> None:
+        # Called directly (by a subclass, or a static_url of its own): a
+        # path out of the root is a 403 already in get_absolute_path; what
+        # is not a regular file is a 403, and past the size limit a
+        # ValueError, in get_content_version.
+        for path in ("../secret", "/etc/passwd", "dir/../../secret"):
+            with pytest.raises(HTTPError) as info:
+                StaticFileHandler.get_absolute_path(self.static, path)
+            assert info.value.status_code == 403, path
+        inside = StaticFileHandler.get_absolute_path(self.static, "dir/../a")
+        assert inside == os.path.join(self.static, "a")
+        with pytest.raises(HTTPError) as info:
+            StaticFileHandler.get_content_version(os.path.join(self.static, "dir"))
+        assert info.value.status_code == 403
+        with pytest.raises(HTTPError) as info:
+            StaticFileHandler.get_content_version(os.path.join(self.static, "missing"))
+        assert info.value.status_code == 404
+
+        class Small(StaticFileHandler):
+            MAX_VERSION_CONTENT_SIZE = 2
+
+        with pytest.raises(ValueError, match="larger than 2 bytes"):
+            Small.get_content_version(os.path.join(self.static, "a"))
+
     def test_cache_is_bounded_lru(self) -> None:
         reads: list[str] = []
 

@@ -1010,6 +1010,89 @@ def sync_deprecated(r: Recorder, M: _Modules) -> None:
     r.warned("testing.AsyncTestCase.get_new_ioloop", run_case)
 
 
+# Texts for the escape functions: the edges by hand, then a seeded run of
+# pieces (entities, schemes, percent escapes, punctuation) that linkify,
+# xhtml_unescape and the URL functions read differently when they differ.
+_ESCAPE_EDGES = (
+    "",
+    "plain",
+    "<b> & \"q\" 'a'",
+    "&lt;b&gt; &amp; &quot; &#39; &#x27;",
+    "&amp &copy2 &nosuch; &#0; &#128; &#x9F; &#xD800; &#x110000; &#99999999999; &#12a;",
+    "&#xZZ; &#; &#x; &",
+    "caf\u00e9 \U0001f600 \u2028",
+    "a+b c%20d%2B%zz%e9%",
+    "http://x.org/a?b=c&d=e#f",
+    "HTTP://upper.example/ Https://mixed.example",
+    "www.example.com/path/to/a/rather/long/page.html?query=1&x=2",
+    "see (http://en.wikipedia.org/wiki/Foo_(bar)) now.",
+    "ftp://files.example/x mailto:a@b.example javascript:alert(1)",
+    "http://example.com/a&amp;b/very/long/path/segment?and=query&more=1",
+    "--http://lead.example -www.x.org",
+    "a=1&b=&c&=d&a=2",
+    "  spaced \t\n out  ",
+    '{"k": [1, 2.5, null, true, "s"]}',
+    "[1,",
+)
+_ESCAPE_PIECES = (
+    list("abc XYZ019<>&\"'/\\:.?#=%+-_@~!*()[]{},;\t\n\r")
+    + ["\u00e9", "\u2028", "\U0001f600", "http://", "https://", "HTTP://", "www.", "ftp://"]
+    + ["mailto:", ".com", "&amp;", "&#39;", "&lt;", "&#x41;", "&nbsp;", "&#0;", "&bogus;"]
+    + ["%41", "%e9", "%zz", "javascript:", "x.org/a?b=c&d", "/very/long/path/piece"]
+)
+
+
+def _escape_texts() -> list[str]:
+    import random
+
+    rnd = random.Random(20261130)
+    made = [
+        "".join(rnd.choice(_ESCAPE_PIECES) for _ in range(rnd.randint(1, 24))) for _ in range(40)
+    ]
+    return [*_ESCAPE_EDGES, *made]
+
+
+async def escapes(r: Recorder, M: _Modules) -> None:
+    """What each function of ``escape`` returns for the texts above (its
+    repr), or the exception's type it raises: pages and their snapshot
+    tests compare these bytes."""
+    escape = M.escape
+
+    def hrefs(url: str) -> str:
+        return 'class="ext"' if "x" in url else ""
+
+    calls: dict[str, Callable[[str], Any]] = {
+        "xhtml_escape": escape.xhtml_escape,
+        "xhtml_unescape": escape.xhtml_unescape,
+        "url_escape": escape.url_escape,
+        "url_escape.noplus": lambda s: escape.url_escape(s, plus=False),
+        "url_unescape": escape.url_unescape,
+        "url_unescape.noplus": lambda s: escape.url_unescape(s, plus=False),
+        "url_unescape.bytes": lambda s: escape.url_unescape(s, encoding=None),
+        "squeeze": escape.squeeze,
+        "linkify": escape.linkify,
+        "linkify.shorten": lambda s: escape.linkify(s, shorten=True),
+        "linkify.params": lambda s: escape.linkify(
+            s, extra_params='rel="nofollow"', require_protocol=True
+        ),
+        "linkify.callable": lambda s: escape.linkify(s, extra_params=hrefs),
+        "linkify.permitted": lambda s: escape.linkify(
+            s, permitted_protocols=["http", "ftp", "mailto", "HTTP"]
+        ),
+        "json_encode": lambda s: escape.json_encode({"k": s, s: [s]}),
+        "json_decode": escape.json_decode,
+        "parse_qs_bytes": lambda s: escape.parse_qs_bytes(s, keep_blank_values=True),
+        "recursive_unicode": lambda s: escape.recursive_unicode({s.encode(): [s.encode()]}),
+    }
+    for index, text in enumerate(_escape_texts()):
+        for name, call in calls.items():
+            try:
+                got = repr(call(text))
+            except Exception as exc:
+                got = f"raises {type(exc).__name__}"
+            r.values[f"escape.{name}.{index:02d}"] = got
+
+
 def run(package: str) -> dict[str, dict[str, str]]:
     M = _Modules(package)
     r = Recorder(package)
@@ -1026,6 +1109,7 @@ def run(package: str) -> dict[str, dict[str, str]]:
         log_sites,
         call_shapes,
         values,
+        escapes,
     ):
         asyncio.run(_guarded(r, scenario, M))
     return {

@@ -233,7 +233,9 @@ _RE_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 def _unescape_one(match: re.Match[str]) -> str:
     char = match.group(1)
-    if char.isalnum():
+    # ASCII letters and digits only: "\\é" is an escaped "é" to the re
+    # module, as to Tornado.
+    if char.isascii() and char.isalnum():
         raise ValueError(f"cannot unescape '\\\\{char}': it is a regex class, not an escape")
     return char
 

@@ -183,6 +183,9 @@ def test_re_unescape() -> None:
     for bad in ["\\d", "\\b", "\\Z", "\\1"]:
         with pytest.raises(ValueError, match="cannot unescape"):
             re_unescape(bad)
+    # Only ASCII letters and digits stand for classes: an escaped "é" (or
+    # "٣", a digit to str.isdigit) is the character itself.
+    assert re_unescape("\\\u00e9\\\u0663/") == "\u00e9\u0663/"
 
 
 def test_timedelta_to_seconds() -> None:

@@ -15,6 +15,7 @@ import hmac
 import http.cookies
 import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -53,8 +54,12 @@ _NAME_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~:"
 )
 # Any of these in a name or an attribute would end it and start another
-# attribute (or another header line): refused, never escaped.
-_BREAKING_CHARS = frozenset([chr(c) for c in range(0x20)] + ["\x7f", ";"])
+# attribute (or another header line), or is not part of one (a space):
+# refused, never escaped, as Tornado refuses them.
+_BREAKING_CHARS = frozenset([chr(c) for c in range(0x21)] + ["\x7f", ";"])
+# What set_cookie refuses in a value (Tornado's rule: a space or a control
+# character, though the quoting could carry them).
+_VALUE_REFUSED = re.compile(r"[\x00-\x20]")
 
 # value_encode is SimpleCookie's quoting: values outside the token set are
 # wrapped in double quotes with backslash and octal escapes.
@@ -216,10 +221,15 @@ class CookieMixin:
 
         Raises:
             http.cookies.CookieError: if the name or an attribute holds a
-                control character or ``;`` (or the name is not a token).
-            ValueError: if ``max_age`` is not an integer.
+                space, a control character or ``;`` (or the name is not a
+                token).
+            ValueError: if the value holds a space or a control character
+                (encode it first: `url_escape`, or a signed cookie), or
+                ``max_age`` is not an integer.
         """
         text = value.decode("utf-8") if isinstance(value, bytes) else value
+        if _VALUE_REFUSED.search(text) is not None:
+            raise ValueError(f"Invalid cookie {name!r}: {text!r}")
         if expires is None and expires_days is not None:
             # A timestamp: formatted as the same HTTP date a datetime would be, without one.
             expires = time.time() + expires_days * 86400

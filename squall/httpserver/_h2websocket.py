@@ -74,6 +74,9 @@ class H2TunnelCarrier(Protocol):
     def flush_soon(self) -> None:
         """Write what the core has queued, soon."""
 
+    def flush_now(self) -> None:
+        """Write what is queued now, even inside a round."""
+
     def open_tunnel(self, stream: _H2Stream) -> None:
         """Send the held 2xx head without END_STREAM."""
 
@@ -123,10 +126,15 @@ class _H2Tunnel(_Tunnel):
         return future
 
     def sink_write(self, data: bytes) -> None:
-        # No Future: nobody waits for a broadcast's write.
+        # No Future: nobody waits for a broadcast's write. It goes on the
+        # wire now, as a WebSocket's write over HTTP/1.1 does (the
+        # WebSocket batches a read's several answers itself), so that a
+        # synchronous callback that answers and then blocks has its client
+        # see the answer meanwhile.
         self._total_queued += len(data)
         self._proto.queue_body(self._exchange, data)
         self._check_full()
+        self._proto.flush_now()
 
     def _ready(self) -> asyncio.Future[None]:
         return self._proto.write_ready(self._exchange)

@@ -40,6 +40,9 @@ class H3TunnelCarrier(Protocol):
     def write_ready(self) -> asyncio.Future[None]:
         """The Future of an empty write."""
 
+    def flush_now(self) -> None:
+        """Send what is queued now, even inside a round."""
+
     def end_tunnel(self, stream: _H3Stream) -> None:
         """FIN after what is queued; the stream is done on our side."""
 
@@ -68,7 +71,9 @@ class _H3Tunnel(_Tunnel):
         return self._proto.send_body(self._exchange, data)
 
     def sink_write(self, data: bytes) -> None:
+        # On the wire now, as over HTTP/2 (see _H2Tunnel.sink_write).
         self._send_data(bytes(data))
+        self._proto.flush_now()
 
     def _ready(self) -> asyncio.Future[None]:
         return self._proto.write_ready()

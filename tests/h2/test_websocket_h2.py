@@ -85,6 +85,7 @@ class Room:
         self.closed: list[tuple[str, Optional[int]]] = []
         self.opened: Optional[asyncio.Future[WebSocketHandler]] = None
         self.gone: Optional[asyncio.Future[None]] = None
+        self.answered: list[bool] = []
 
     def expect_open(self) -> asyncio.Future[WebSocketHandler]:
         self.opened = asyncio.get_running_loop().create_future()
@@ -120,6 +121,24 @@ class Echo(WebSocketHandler):
         gone = self.room.gone
         if gone is not None and not gone.done():
             gone.set_result(None)
+
+
+class AnswersThenWorks(Echo):
+    """A synchronous on_message that answers and then would block (a sync
+    database call): whether its answer reached the connection's transport
+    before the callback went on, in ``room.answered``."""
+
+    def on_message(self, message: Any) -> None:
+        assert self.ws_connection is not None and self.ws_connection.stream is not None
+        transport = self.ws_connection.stream.carrier()  # type: ignore[attr-defined]
+        sent: list[bytes] = []
+        write = transport.write
+        transport.write = lambda data: (sent.append(bytes(data)), write(data))[1]
+        try:
+            self.write_message("ack " + message)
+        finally:
+            del transport.write
+        self.room.answered.append(any(b"ack " + message.encode() in chunk for chunk in sent))
 
 
 class Deflating(Echo):
@@ -256,6 +275,7 @@ class H2WebSocketTest(AsyncHTTPTestCase):
                 ("/gated", AsyncEcho, {"room": self.room, "gate": self.gate}),
                 ("/refuse", Refusing, {"room": self.room, "release": self.release}),
                 ("/plain", Plain),
+                ("/answers", AnswersThenWorks, {"room": self.room}),
             ]
         )
 
@@ -283,6 +303,22 @@ class H2WebSocketTest(AsyncHTTPTestCase):
         assert await c.opened(sid) == 200
         await asyncio.wait_for(opened, DEADLINE)
         return c, sid, self.room.expect_close()
+
+    @gen_test
+    async def test_a_synchronous_answer_leaves_before_the_callback_returns(self) -> None:
+        # As over HTTP/1.1 (and on Tornado): a callback that answers and
+        # then blocks has its client see the answer meanwhile.
+        c, sid, _ = await self.open_ws("/answers")
+        await c.send(sid, client_frame(1, b"x"))
+        assert await c.message(sid) == (1, b"ack x")
+        assert self.room.answered == [True]
+        # Two messages in one read: answered together after both callbacks
+        # (the WebSocket batches a read's answers), and both reach the client.
+        await c.send(sid, client_frame(1, b"y") + client_frame(1, b"z"))
+        assert await c.message(sid) == (1, b"ack y")
+        assert await c.message(sid) == (1, b"ack z")
+        assert self.room.answered[1:] == [False, False]
+        await c.raw.close()
 
     @gen_test
     async def test_handshake_answers_200_and_setting_is_advertised(self) -> None:

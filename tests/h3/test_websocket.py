@@ -28,6 +28,23 @@ class Echo(WebSocketHandler):
         self.application.settings["closed"] = self.close_code
 
 
+class AnswersThenWorks(WebSocketHandler):
+    """A synchronous on_message that answers and then would block: whether
+    a datagram left during its write_message (its answer, encrypted)."""
+
+    def on_message(self, message: Any) -> None:
+        assert self.ws_connection is not None and self.ws_connection.stream is not None
+        transport = self.ws_connection.stream.carrier()  # type: ignore[attr-defined]
+        sent: list[int] = []
+        sendto = transport.sendto
+        transport.sendto = lambda data, *addr: (sent.append(len(data)), sendto(data, *addr))[1]
+        try:
+            self.write_message(f"ack {message}")
+        finally:
+            del transport.sendto
+        self.application.settings.setdefault("answered", []).append(bool(sent))
+
+
 def client_frame(opcode: int, payload: bytes) -> bytes:
     """A masked frame, as a client sends it (RFC 6455 section 5.3)."""
     mask = os.urandom(4)
@@ -61,7 +78,23 @@ def connect(client: H3Client, path: str = "/ws") -> int:
 
 class H3WebSocketTest(H3TestCase):
     def get_app(self) -> Application:
-        return Application([("/ws", Echo)])
+        return Application([("/ws", Echo), ("/answers", AnswersThenWorks)])
+
+    @gen_test
+    async def test_a_synchronous_answer_leaves_before_the_callback_returns(self) -> None:
+        # As over HTTP/1.1 and HTTP/2: a callback that answers and then
+        # blocks has its client see the answer meanwhile.
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sid = connect(client, "/answers")
+            r = client.responses[sid]
+            await client.until(lambda: r.status != 0)
+            assert r.status == 200
+            client.send_body(sid, client_frame(0x1, b"x"))
+            await client.until(lambda: server_frame(r.body) is not None)
+            frame = server_frame(r.body)
+            assert frame is not None and frame[:2] == (0x1, b"ack x")
+            assert self._app.settings["answered"] == [True]
 
     @gen_test
     async def test_echo_over_extended_connect(self) -> None:

@@ -111,6 +111,20 @@ def _make_head_parser(parser: str, limits: H1Limits) -> HeadParser:
 _PYTHON_PARSERS: Final[dict[int, PythonHeadParser]] = {}
 
 
+def _one_content_length(headers: Headers, value: str) -> Headers:
+    """``headers`` with its Content-Length fields made one, of ``value``,
+    where the first was."""
+    out: Headers = []
+    for name, field in headers:
+        if name.lower() == "content-length":
+            if value:
+                out.append((name, value))
+                value = ""
+        else:
+            out.append((name, field))
+    return out
+
+
 class H1Connection(_Sender):
     """One HTTP/1.1 connection, for the server or the client role.
 
@@ -518,7 +532,12 @@ class H1Connection(_Sender):
             self._received = 0
             self._rstate = _R_EOM
             return req
-        framing = body_framing(fields.get("Content-Length"), fields.get("Transfer-Encoding"), True)
+        cl = fields.get("Content-Length")
+        framing = body_framing(cl, fields.get("Transfer-Encoding"), True)
+        if cl is not None and (len(cl) > 1 or "," in cl[0]):
+            # Repeated or listed equal values, merged (RFC 9110 §8.6): the
+            # application reads one, as on Tornado (int() of the field).
+            fields["Content-Length"] = [str(framing)]
         # RFC 9110 §10.1.1: the expectation is ignored for HTTP/1.0, and
         # pointless without a body.
         expect = fields.get("Expect")
@@ -548,16 +567,27 @@ class H1Connection(_Sender):
                 raise bad("Too many 1xx responses")
             return InformationalResponse(version, status, reason, headers)
         cl, te, conn, _ = scan_fields(headers) if headers else (None, None, None, None)
-        framing = body_framing(cl, te, False)
         method = self._method
+        if method == "HEAD" or status == 304:
+            # RFC 9112 §6.3 rule 1: no body, whatever the fields say; so
+            # they are not checked either (a HEAD's Content-Length is the
+            # GET's, and a sloppy one does not fail the request, as on
+            # Tornado).
+            framing = 0
+        else:
+            framing = body_framing(cl, te, False)
+            if cl is not None and (len(cl) > 1 or "," in cl[0]):
+                # Repeated or listed equal values, merged (RFC 9110 §8.6):
+                # the application reads one, as on Tornado.
+                headers = _one_content_length(headers, str(framing))
         if status == 101 or (method == "CONNECT" and status < 300):
             # RFC 9110 §15.2.2, §9.3.6: the connection changes protocol
             # right after this head.
             self._switching = True
             framing = 0
-        elif method == "HEAD" or status == 204 or status == 304:
-            # RFC 9112 §6.3 rule 1: no body, whatever the fields say.
-            if status == 204 and framing > 0:
+        elif status == 204:
+            # RFC 9112 §6.3 rule 1: no body.
+            if framing > 0:
                 raise bad("Response with code 204 should not have body")
             framing = 0
         if framing == UNTIL_CLOSE or not wants_keep_alive(version, conn):

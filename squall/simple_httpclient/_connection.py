@@ -178,7 +178,9 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, key: Hashable, limits: H1Limits, via_proxy: bool) -> None:
         self.transport: Optional[asyncio.Transport] = None
         self.sock: Optional[socket.socket] = None
-        self.h1 = H1Connection("client", limits=limits)
+        # A bare LF ends a response's head lines, as for Tornado's client
+        # (RFC 9112 section 2.2 allows it; old and embedded servers send it).
+        self.h1 = H1Connection("client", limits=limits, allow_bare_lf=True)
         self.key = key
         self.via_proxy = via_proxy
         self.uses = 0
@@ -339,7 +341,7 @@ class ClientConnection(asyncio.Protocol):
             HTTPClientError: The proxy refused (599, with its status).
             OSError: The connection closed.
         """
-        h1 = H1Connection("client", limits=self.h1.limits)
+        h1 = H1Connection("client", limits=self.h1.limits, allow_bare_lf=True)
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         headers = [("Host", authority)]
         if proxy_auth is not None:

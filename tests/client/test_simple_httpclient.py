@@ -658,6 +658,33 @@ class BodyTest(ClientTestCase):
         srv.close()
 
     @gen_test
+    async def test_sloppy_servers_answers_are_read_as_tornado_reads_them(self) -> None:
+        # Heads ended by bare LFs (RFC 9112 section 2.2), a HEAD answer
+        # whose framing fields make no sense (no body follows anyway), and
+        # repeated equal Content-Lengths, given as one.
+        answers = {
+            "/lf": b"HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\n\nok",
+            "/head": b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "/twice": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        }
+
+        async def serve_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(answers[head.split(b" ")[1].decode()])
+            await writer.drain()
+            writer.close()
+
+        srv = await asyncio.start_server(serve_raw, "127.0.0.1", 0)
+        base = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+        response = await self.fetch(base + "/lf")
+        self.assertEqual((response.body, response.headers["X-A"]), (b"ok", "b"))
+        response = await self.fetch(base + "/head", method="HEAD")
+        self.assertEqual((response.code, response.body), (200, b""))
+        response = await self.fetch(base + "/twice")
+        self.assertEqual((response.body, response.headers["Content-Length"]), (b"ok", "2"))
+        srv.close()
+
+    @gen_test
     async def test_body_sanity_checks(self) -> None:
         server = await self.serve(hello)
         with self.assertRaisesRegex(ValueError, "must not be None"):

@@ -189,6 +189,44 @@ def test_multiple_content_lengths_in_responses(parser: str) -> None:
             drain(conn)
 
 
+def test_equal_content_lengths_are_given_as_one(parser: str) -> None:
+    # As Tornado gives them (a program reads int(headers["Content-Length"])),
+    # where the first one was.
+    for fields in (
+        b"Content-Length: 2\r\nX: y\r\nContent-Length: 2\r\n",
+        b"Content-Length: 2, 2\r\nX: y\r\n",
+    ):
+        conn = get(parser)
+        conn.receive_data(b"HTTP/1.1 200 OK\r\n" + fields + b"\r\nok")
+        resp, data, end = drain(conn)
+        assert isinstance(resp, Response)
+        assert resp.headers == [("Content-Length", "2"), ("X", "y")]
+        assert (data, end) == (Data(b"ok"), EndOfMessage())
+
+
+def test_a_head_answers_framing_fields_are_not_checked(parser: str) -> None:
+    # No body follows whatever they say (RFC 9112 section 6.3), so a
+    # sloppy server's HEAD answer does not fail the request (nor on
+    # Tornado); the connection stays usable.
+    for fields in (
+        b"Content-Length: 5\r\nContent-Length: 6\r\n",
+        b"Content-Length: -1\r\n",
+        b"Transfer-Encoding: gzip, chunked\r\n",
+        b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    ):
+        conn = get(parser, "HEAD")
+        conn.receive_data(b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n")
+        resp, end = drain(conn)
+        assert isinstance(resp, Response) and resp.status == 200
+        assert end == EndOfMessage()
+        assert conn.keep_alive and conn.their_state == "IDLE"
+    # A GET's answer with the same fields is still refused.
+    conn = get(parser)
+    conn.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")
+    with pytest.raises(RemoteProtocolError):
+        drain(conn)
+
+
 @pytest.mark.parametrize(
     "data",
     [

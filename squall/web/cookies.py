@@ -224,8 +224,8 @@ class CookieMixin:
                 space, a control character or ``;`` (or the name is not a
                 token).
             ValueError: if the value holds a space or a control character
-                (encode it first: `url_escape`, or a signed cookie), or
-                ``max_age`` is not an integer.
+                (encode it first: `~squall.escape.url_escape`, or a signed
+                cookie), or ``max_age`` is not an integer.
         """
         text = value.decode("utf-8") if isinstance(value, bytes) else value
         if _VALUE_REFUSED.search(text) is not None:

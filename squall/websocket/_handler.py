@@ -595,7 +595,8 @@ class WebSocketHandler(RequestHandler, _Peer):
         ``same-origin`` or ``none``), nor, without that header, for one
         whose ``Origin`` names this request's ``Host``: those are accepted
         first. A ``Sec-Fetch-Site`` of another value with no ``Origin`` is
-        refused without asking. Called after `prepare`.
+        refused without asking. Called after
+        `~squall.web.RequestHandler.prepare`.
 
         By default, `~squall.web.RequestHandler.check_trusted_origin` (the
         ``trusted_origins`` setting). Override to accept other origins (then

@@ -7,10 +7,10 @@ the settings a feature needs, and the cross-origin check run before
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import TYPE_CHECKING, Any, Optional
 
 from squall import locale as locale_module
+from squall.httputil._urls import origin_names_host
 from squall.web.errors import HTTPError
 
 if TYPE_CHECKING:
@@ -20,29 +20,6 @@ __all__ = ["IdentityMixin"]
 
 # current_user before its first computation (None is a valid user: anonymous).
 _UNSET: Any = object()
-
-_WEB_SCHEMES = ("http://", "https://")
-
-
-def origin_names_host(origin: str, host: Optional[str]) -> bool:
-    """Whether the authority of ``origin`` (an ``Origin`` header) is the
-    request's ``Host`` header, case aside: the same-origin test of a request
-    whose browser sent no ``Sec-Fetch-Site``.
-
-    The scheme is not compared, as in Tornado: behind a proxy that ends TLS,
-    a page of ``https://host`` talks to a server that sees plain HTTP, and
-    telling the two apart would need the proxy's headers trusted
-    (``xheaders``). An origin that does not parse names no host.
-    """
-    host = (host or "").lower()
-    lowered = origin.lower()
-    if host and lowered.endswith(host) and lowered[: -len(host)] in _WEB_SCHEMES:
-        return True  # what the parse below finds for a browser's own origin
-    try:
-        authority = urllib.parse.urlsplit(lowered).netloc
-    except ValueError:  # an invalid IPv6 authority ("http://[::1")
-        return False
-    return authority == host
 
 
 class IdentityMixin:

@@ -19,8 +19,8 @@ from squall.escape import utf8
 from squall.httputil import responses
 from squall.httputil._headers import HTTPHeaders, fields_of
 from squall.httputil._response import _ResponseHeaders
+from squall.httputil._urls import origin_names_host
 from squall.web import RequestHandler
-from squall.web._identity import origin_names_host
 from squall.web.handler import AT_ONCE_UNLESS, NO_WAIT, HandlerTraits
 from squall.websocket._idle import (
     _OPEN_KWARGS,

@@ -229,9 +229,6 @@ def _unquote_or_none(value: Optional[str]) -> Optional[bytes]:
 
 
 _REGEX_SPECIAL = frozenset("\\.^$*+?{}[]|()")
-# An unescaped "." is read as itself when reversing, as URL patterns such as
-# "/robots.txt" are routinely written that way.
-_REVERSE_SPECIAL = _REGEX_SPECIAL - {".", "\\"}
 
 
 class PathMatches(Matcher):
@@ -280,11 +277,17 @@ class PathMatches(Matcher):
         return {"path_args": path_args, "path_kwargs": path_kwargs}
 
     def reverse(self, *args: Any) -> Optional[str]:
-        """Fills the pattern's groups with ``args`` (URL-escaped).
+        r"""Fills the pattern's groups with ``args`` (URL-escaped).
+
+        Regex syntax outside the groups is kept as it is written, as Tornado
+        keeps it: ``r"/posts/(\d+)/?"`` gives ``/posts/5/?``, a URL the
+        pattern matches (its empty query aside).
 
         Raises:
-            ValueError: if the pattern has regex syntax outside its groups,
-                or if the number of ``args`` is not the number of groups.
+            ValueError: if the pattern has an escape standing for a class
+                (``\d``) or a parenthesis that is not a group's outside its
+                groups, or if the number of ``args`` is not the number of
+                groups.
         """
         if self._template is None:
             raise ValueError(f"Cannot reverse url regex {self.regex.pattern}")
@@ -324,26 +327,22 @@ class PathMatches(Matcher):
         return "".join(pieces), self.regex.groups
 
     def _reverse_template(self) -> Optional[str]:
-        # Stricter than _path: reverse() refuses a pattern with regex syntax
-        # outside simple groups (it could not produce a URL that matches),
-        # and "%" in the literal text is escaped for the %-formatting.
+        # Tornado's template (_path), with "%" in the literal text escaped
+        # for the %-formatting (Tornado's reverse fails on "/100%/(x)").
+        if self._path is None:
+            return None
         pattern = _unanchored(self.regex.pattern)
-        if self.regex.groups != pattern.count("("):
-            return None  # nested groups or escaped parentheses
         pieces = []
-        for number, fragment in enumerate(pattern.split("(")):
-            if number:
-                close = fragment.find(")")
-                if close < 0:
-                    return None
-                fragment = fragment[close + 1 :]
-            if any(c in _REVERSE_SPECIAL for c in _unescaped_chars(fragment)):
-                return None  # a class, repeat, anchor or alternation
-            try:
-                literal = re_unescape(fragment)
-            except ValueError:
-                return None  # an escape such as \d stands for a class
-            pieces.append(("%s" if number else "") + literal.replace("%", "%%"))
+        for fragment in pattern.split("("):
+            close = fragment.find(")")
+            if close < 0:
+                pieces.append(re_unescape(fragment).replace("%", "%%"))
+            else:
+                pieces.append("%s" + re_unescape(fragment[close + 1 :]).replace("%", "%%"))
+        if len(pieces) - 1 != self.regex.groups or sum(p.startswith("%s") for p in pieces) != (
+            self.regex.groups
+        ):
+            return None  # nested groups: no place for each argument
         return "".join(pieces)
 
 
@@ -353,18 +352,6 @@ def _unanchored(pattern: str) -> str:
     if pattern.endswith("$"):
         pattern = pattern[:-1]
     return pattern
-
-
-def _unescaped_chars(fragment: str) -> Iterable[str]:
-    # The characters of a regex fragment that are not escaped by a backslash.
-    escaped = False
-    for char in fragment:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        else:
-            yield char
 
 
 class Rule:

@@ -339,9 +339,7 @@ class PathMatches(Matcher):
                 pieces.append(re_unescape(fragment).replace("%", "%%"))
             else:
                 pieces.append("%s" + re_unescape(fragment[close + 1 :]).replace("%", "%%"))
-        if len(pieces) - 1 != self.regex.groups or sum(p.startswith("%s") for p in pieces) != (
-            self.regex.groups
-        ):
+        if sum(piece.startswith("%s") for piece in pieces) != self.regex.groups:
             return None  # nested groups: no place for each argument
         return "".join(pieces)
 

@@ -189,7 +189,12 @@ class _WebSocketCycle(SessionCycle, _Peer):
                 self._state = CLOSED
                 proto = self._proto
                 assert proto is not None
-                proto.close(int(message.get("code") or 1000), message.get("reason") or None)
+                try:
+                    proto.close(int(message.get("code") or 1000), message.get("reason") or None)
+                except ValueError:
+                    # A reason over 123 bytes or a code past 16 bits: the
+                    # close still goes, without them (an empty close frame).
+                    proto.close()
             else:
                 raise expected("'websocket.send' or 'websocket.close'", message)
         elif state == CONNECTING:

@@ -791,9 +791,22 @@ class WebSocketProtocol13(WebSocketProtocol):
         Args:
             code: a close code (1000 when only a reason is given).
             reason: a short reason phrase.
+
+        Raises:
+            ValueError: ``reason`` is over 123 bytes of UTF-8, or ``code``
+                does not fit a close frame's 16 bits (nothing is sent, as
+                on Tornado: the caller learns it rather than the peer
+                getting a close without the code).
         """
         if self._closed:
             return
+        if reason is not None and len(reason.encode("utf-8")) > 123:
+            raise ValueError(
+                "a WebSocket close reason is at most 123 bytes of UTF-8 "
+                f"(RFC 6455 section 5.5), got {len(reason.encode('utf-8'))}"
+            )
+        if code is not None and not 0 <= code <= 0xFFFF:
+            raise ValueError(f"a WebSocket close code fits in 16 bits, got {code}")
         if code is None and reason is not None:
             code = 1000
         conn = self.conn

@@ -82,6 +82,27 @@ def test_app_closes_with_code_and_reason_and_send_after_close_raises() -> None:
     run(main())
 
 
+def test_a_close_reason_too_long_to_frame_still_closes_without_it() -> None:
+    # The ASGI application is not told (its send completes): the close goes
+    # out empty, as it did before the protocol's close() refused such
+    # reasons to its direct callers.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4321, "reason": "x" * 124})
+
+    async def main() -> None:
+        async with serving(app) as (port, delegate, _):
+            async with connect(f"ws://127.0.0.1:{port}/") as ws:
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.recv()
+            await delegate.wait_requests(1.0)
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1005
+
+    run(main())
+
+
 def test_close_before_accept_is_a_403_and_the_denial_extension_sends_a_response() -> None:
     async def refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()

@@ -444,6 +444,26 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         self.assertIsNone(await ws.read_message())
 
     @gen_test
+    async def test_a_close_that_cannot_be_framed_is_refused_and_nothing_sent(self) -> None:
+        # A reason over 123 bytes of UTF-8 or a code past 16 bits: the
+        # caller hears it (as on Tornado), the peer gets no close without
+        # its code, and a proper close still works after.
+        ws = await self.connect("/echo")
+        handler = await self.rec.opened
+        for code, reason, message in (
+            (4002, "x" * 124, "at most 123 bytes"),
+            (4002, "\u00e9" * 62, "at most 123 bytes"),
+            (99999, None, "fits in 16 bits"),
+        ):
+            with self.assertRaisesRegex(ValueError, message):
+                handler.close(code, reason)
+        ws.write_message("still open")
+        self.assertEqual(await ws.read_message(), "still open")
+        handler.close(4003, "y" * 123)
+        self.assertIsNone(await ws.read_message())
+        self.assertEqual((ws.close_code, ws.close_reason), (4003, "y" * 123))
+
+    @gen_test
     async def test_ws_connection_is_none_once_close_has_run(self) -> None:
         # As Tornado leaves it (streamlit's server tests check it): close()
         # drops the handler's connection at once, the closing handshake goes

@@ -308,40 +308,36 @@ class PathMatches(Matcher):
         # replaced by "%s" and escapes undone, whatever regex syntax is left
         # outside the groups ("/files/*" stays "/files/*"). Only a pattern
         # whose "(" count is not its group count, or that holds an escape
-        # standing for a class (\d), has none. Tornado's quirks are kept
-        # (text before a ")" in a fragment is dropped), as plugins were
-        # written against them.
+        # standing for a class (\d), has none.
+        pieces = self._pieces()
+        if pieces is None:
+            return None, None
+        return "".join(("%s" if group else "") + text for group, text in pieces), self.regex.groups
+
+    def _reverse_template(self) -> Optional[str]:
+        # The same template, with "%" in the literal text escaped for the
+        # %-formatting (Tornado's reverse fails on "/100%/(x)").
+        pieces = self._pieces()
+        if pieces is None or sum(group for group, _ in pieces) != self.regex.groups:
+            return None  # nested groups: no place for each argument
+        return "".join(("%s" if group else "") + text.replace("%", "%%") for group, text in pieces)
+
+    def _pieces(self) -> Optional[list[tuple[bool, str]]]:
+        # The pattern cut at each "(": whether a group's place comes first,
+        # and the literal text after it. Tornado's quirks are kept (text
+        # before a ")" in a fragment is dropped; a fragment without one
+        # gets no place), as plugins were written against them.
         pattern = _unanchored(self.regex.pattern)
         if self.regex.groups != pattern.count("("):
-            return None, None
+            return None
         pieces = []
         for fragment in pattern.split("("):
             close = fragment.find(")")
             try:
-                if close < 0:
-                    pieces.append(re_unescape(fragment))
-                else:
-                    pieces.append("%s" + re_unescape(fragment[close + 1 :]))
+                pieces.append((close >= 0, re_unescape(fragment[close + 1 :])))
             except ValueError:
-                return None, None
-        return "".join(pieces), self.regex.groups
-
-    def _reverse_template(self) -> Optional[str]:
-        # Tornado's template (_path), with "%" in the literal text escaped
-        # for the %-formatting (Tornado's reverse fails on "/100%/(x)").
-        if self._path is None:
-            return None
-        pattern = _unanchored(self.regex.pattern)
-        pieces = []
-        for fragment in pattern.split("("):
-            close = fragment.find(")")
-            if close < 0:
-                pieces.append(re_unescape(fragment).replace("%", "%%"))
-            else:
-                pieces.append("%s" + re_unescape(fragment[close + 1 :]).replace("%", "%%"))
-        if sum(piece.startswith("%s") for piece in pieces) != self.regex.groups:
-            return None  # nested groups: no place for each argument
-        return "".join(pieces)
+                return None  # an escape such as \d stands for a class
+        return pieces
 
 
 def _unanchored(pattern: str) -> str:

@@ -221,18 +221,15 @@ class WebSocketHandler(RequestHandler, _Peer):
         if fields is None:
             site = headers.get("Sec-Fetch-Site")
             origin = headers.get("Origin")
+            host = headers.get("Host")
         else:
             site = None if (v := fields.get("Sec-Fetch-Site")) is None else ",".join(v)
             origin = None if (v := fields.get("Origin")) is None else ",".join(v)
+            host = None if (v := fields.get("Host")) is None else ",".join(v)
         if site is None:
             refused = (
                 origin is not None
-                and not origin_names_host(
-                    origin,
-                    headers.get("Host")
-                    if fields is None
-                    else (None if (v := fields.get("Host")) is None else ",".join(v)),
-                )
+                and not origin_names_host(origin, host)
                 and not self.check_origin(origin)
             )
         else:

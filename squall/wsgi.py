@@ -20,7 +20,10 @@ response is streamed: each piece the application's iterable yields is
 written as it comes (with chunked coding or, for HTTP/1.0, until close,
 unless the application set a Content-Length), and the iterable's
 ``close()`` is always called. A list or tuple response without a
-Content-Length gets one.
+Content-Length gets one. The connection's framing is the server's: the
+hop-by-hop headers an application sets (``Transfer-Encoding``,
+``Keep-Alive``...) are left out, and ``Connection: close`` closes the
+connection once the response is sent.
 """
 
 from __future__ import annotations
@@ -57,20 +60,14 @@ _T = TypeVar("_T")
 HTTPRequest = HTTPServerRequest
 
 _SERVER_HEADER = "SquallServer/" + squall.version
-# PEP 3333: "Applications and middleware are forbidden from using HTTP/1.1
-# hop-by-hop features or headers"; the server owns the framing.
-_HOP_BY_HOP = frozenset(
-    (
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    )
-)
+# PEP 3333 forbids applications hop-by-hop headers: the server owns the
+# framing and the connection. Applications set them anyway (Tornado passed
+# them through, which for Transfer-Encoding gave a head that contradicts
+# its own body), so, as gunicorn does, these are left out of the response;
+# "Connection: close" alone is honoured (the connection closes after this
+# response). Proxy-Authenticate is end-to-end for an application that
+# answers as a proxy, so it is not in this set.
+_DROPPED_HOP_BY_HOP = frozenset(("keep-alive", "te", "trailers", "transfer-encoding", "upgrade"))
 _NO_BODY_STATUS = frozenset((204, 304))
 _END = object()
 
@@ -146,9 +143,10 @@ class WSGIContainer:
                 continue
             key = "HTTP_" + name.replace("-", "_").upper()
             if key in environ:
-                # RFC 9110 section 5.3: repeated fields combine into a list;
-                # cookies (RFC 6265 section 5.4) with "; ".
-                sep = "; " if key == "HTTP_COOKIE" else ", "
+                # RFC 9110 section 5.3: repeated fields combine into a list
+                # (joined with a bare comma, as Tornado and gunicorn give
+                # them); cookies (RFC 6265 section 5.4) with "; ".
+                sep = "; " if key == "HTTP_COOKIE" else ","
                 environ[key] = environ[key] + sep + value
             else:
                 environ[key] = value
@@ -234,8 +232,13 @@ class _WSGICall:
                 and isinstance(item[1], str)
             ):
                 raise TypeError(f"WSGI headers must be (str, str) tuples, got {item!r}")
-            if item[0].lower() in _HOP_BY_HOP:
-                raise ValueError(f"WSGI application set the hop-by-hop header {item[0]!r}")
+            lowered = item[0].lower()
+            if lowered in _DROPPED_HOP_BY_HOP:
+                continue
+            if lowered == "connection":
+                if "close" not in (token.strip().lower() for token in item[1].split(",")):
+                    continue
+                item = ("Connection", "close")
             checked.append(item)
         self._status = status
         self._headers = checked

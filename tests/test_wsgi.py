@@ -95,6 +95,7 @@ class WSGITest(AsyncHTTPTestCase):
                 ("/late_exc_info", FallbackHandler, dict(fallback=c(self.late_exc_info_app))),
                 ("/lazy", FallbackHandler, dict(fallback=c(self.lazy_app))),
                 ("/bad_close", FallbackHandler, dict(fallback=c(self.bad_close_app))),
+                ("/hop/(.*)", FallbackHandler, dict(fallback=c(self.hop_app))),
             ]
         )
 
@@ -135,8 +136,6 @@ class WSGITest(AsyncHTTPTestCase):
         if kind == "str_body":
             start_response("200 OK", [])
             return b"bytes not in a list"
-        if kind == "hop":
-            start_response("200 OK", [("Transfer-Encoding", "chunked")])
         if kind == "twice":
             start_response("200 OK", [])
             start_response("200 OK", [])
@@ -187,6 +186,18 @@ class WSGITest(AsyncHTTPTestCase):
                 raise OSError("close failed")
 
         return BadClose([b"ok"])
+
+    def hop_app(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        kind = environ["PATH_INFO"].rsplit("/", 1)[1]
+        headers = {
+            # A framing of the application's own that contradicts the body.
+            "framing": [("Transfer-Encoding", "chunked"), ("Content-Length", "3")],
+            "keep_alive": [("Connection", "keep-alive"), ("Keep-Alive", "timeout=5")],
+            "close": [("Connection", "Keep-Alive, Close")],
+            "proxy": [("Proxy-Authenticate", 'Basic realm="p"'), ("Upgrade", "h2c")],
+        }[kind]
+        start_response("200 OK", headers)
+        return [b"abc"]
 
     def status_app(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         start_response(environ["PATH_INFO"].rsplit("/", 1)[1].replace("_", " "), [])
@@ -326,9 +337,35 @@ class WSGITest(AsyncHTTPTestCase):
         response = self.fetch("/lazy", headers=headers)
         assert response.body == b"lazyc=1; d=2"
         assert response.headers["Server"] == "Mine/1"
-        assert response.headers["X-Multi-Echo"] == "a, b"
+        # Repeated fields join with a bare comma, cookies with "; ".
+        assert response.headers["X-Multi-Echo"] == "a,b"
         head = self.fetch("/lazy", method="HEAD")
         assert (head.code, head.body) == (200, b"")
+
+    def test_hop_by_hop_headers_are_left_to_the_server(self) -> None:
+        framed = self.fetch("/hop/framing")
+        assert framed.body == b"abc"
+        assert "Transfer-Encoding" not in framed.headers
+        assert framed.headers["Content-Length"] == "3"
+        kept_alive = self.fetch("/hop/keep_alive")
+        assert kept_alive.body == b"abc"
+        assert "Connection" not in kept_alive.headers
+        assert "Keep-Alive" not in kept_alive.headers
+        proxy = self.fetch("/hop/proxy")
+        assert proxy.headers["Proxy-Authenticate"] == 'Basic realm="p"'
+        assert "Upgrade" not in proxy.headers
+
+    @gen_test
+    async def test_connection_close_from_the_application_is_honoured(self) -> None:
+        stream = IOStream(socket.socket())
+        await stream.connect(("127.0.0.1", self.get_http_port()))
+        # Two requests at once: the first answer closes the connection, so
+        # the second is never answered.
+        await stream.write(b"GET /hop/close HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        data = await stream.read_until_close()
+        assert data.count(b"HTTP/1.1 200 OK") == 1
+        assert b"\r\nConnection: close\r\n" in data
+        assert data.endswith(b"\r\n\r\nabc")
 
     def test_client_errors_log_a_warning(self) -> None:
         with ExpectLog(access_log, "404 GET /status/404_Gone", level=logging.WARNING):
@@ -359,7 +396,6 @@ class WSGITest(AsyncHTTPTestCase):
             "no_start",
             "str_chunk",
             "str_body",
-            "hop",
             "twice",
             "status",
             "header",

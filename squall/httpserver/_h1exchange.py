@@ -346,9 +346,12 @@ class _RequestConnection(Exchange):
         except LocalProtocolError as exc:
             # A head refused is not sent (the caller may still answer with
             # an error instead); a head taken with a first chunk it refuses
-            # (more than its Content-Length) counts as started.
+            # (more than its Content-Length) counts as started, and, as for
+            # a later chunk of that kind, the connection is dropped: the
+            # response cannot be framed, so finishing it is then quiet.
             if p.h1.our_state != "IDLE":
                 self._phase = HEAD
+                p.abort()
             raise HTTPOutputError(str(exc)) from None
         return self._send_head(p, data)
 

@@ -531,6 +531,36 @@ def test_output_errors_raise_and_close(loop: asyncio.AbstractEventLoop) -> None:
     assert t.closed
 
 
+def test_first_chunk_over_the_length_drops_the_connection(loop: asyncio.AbstractEventLoop) -> None:
+    # The head and its first chunk in one call, the chunk longer than the
+    # head's Content-Length: nothing can frame that response, so the
+    # connection goes (as for a later chunk) and finishing is quiet, which
+    # lets the handler's finish() log the request and call on_finish.
+    errors: list[Exception] = []
+
+    def handle(request: HTTPServerRequest) -> None:
+        conn = request.connection
+        assert conn is not None
+        try:
+            conn.write_headers(
+                ResponseStartLine("HTTP/1.1", 200, "OK"),
+                HTTPHeaders({"Content-Length": "1"}),
+                b"abc",
+            )
+        except HTTPOutputError as exc:
+            errors.append(exc)
+        try:
+            conn.finish()
+        except HTTPOutputError as exc:
+            errors.append(exc)
+
+    _, proto, t = make(loop, handle)
+    proto.data_received(GET)
+    assert len(errors) == 1, errors
+    assert "more data than Content-Length" in str(errors[0])
+    assert t.closed and t.data == b""
+
+
 def test_connection_lost_mid_request_tells_the_delegate(loop: asyncio.AbstractEventLoop) -> None:
     app = RecordingApp()
     _, proto, t = make(loop, app)

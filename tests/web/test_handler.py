@@ -16,7 +16,8 @@ from squall import gen, locale
 from squall.concurrent import Future
 from squall.escape import utf8
 from squall.httpclient import HTTPResponse
-from squall.log import app_log, gen_log
+from squall.log import access_log, app_log, gen_log
+from squall.simple_httpclient import HTTPStreamClosedError
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
 from squall.util import ObjectDict
 from squall.web import (
@@ -449,7 +450,14 @@ class ErrorsHandler(RequestHandler):
             self.write("partial")
             self.flush()
             raise ValueError("late")
+        if kind == "over_length":
+            self.set_header("Content-Length", "1")
+            self.write("abc")
+            return
         raise ZeroDivisionError("boom")
+
+    def on_finish(self) -> None:
+        self.application.settings.setdefault("finished", []).append(self.get_argument("kind"))
 
 
 class CustomErrorHandler(RequestHandler):
@@ -538,6 +546,18 @@ class ErrorTest(WebCase):
             with ExpectLog(gen_log, "Cannot send error response after headers written"):
                 response = self.fetch("/errors?kind=after_flush")
         assert response.body == b"partial"
+
+    def test_body_longer_than_its_length_still_finishes_the_request(self) -> None:
+        # The response cannot be framed, so the connection is dropped; the
+        # request still ends as on Tornado: logged, and on_finish called.
+        with ExpectLog(app_log, "Uncaught exception"):
+            with ExpectLog(gen_log, "Cannot send error response after headers written"):
+                with ExpectLog(
+                    access_log, r"200 GET /errors\?kind=over_length", level=logging.INFO
+                ):
+                    with pytest.raises(HTTPStreamClosedError):
+                        self.fetch("/errors?kind=over_length")
+        assert self._app.settings["finished"] == ["over_length"]
 
     def test_overridden_write_error_and_log_exception(self) -> None:
         with ExpectLog(app_log, "custom log KeyError"):

@@ -355,6 +355,9 @@ def _parse_part(data: bytes, start: int, end: int, config: ParseMultipartConfig)
     return name, value
 
 
+_FORM_TYPES = frozenset(("application/x-www-form-urlencoded", "multipart/form-data"))
+
+
 def parse_body_arguments(
     content_type: str,
     body: bytes,
@@ -367,22 +370,25 @@ def parse_body_arguments(
     """Parses a form body into ``arguments`` (and ``files``, for multipart).
 
     Handles ``application/x-www-form-urlencoded`` and ``multipart/form-data``;
-    other content types are left alone. ``headers`` are the request's, used
-    to refuse a body that is still content-encoded (the server decodes gzip
-    itself when ``decompress_request`` is on).
+    other content types are left alone, whatever their coding (an
+    application may decode a compressed JSON body itself). ``headers`` are
+    the request's, used to refuse a form that is still content-encoded (the
+    server decodes it itself when ``decompress_request`` is on).
 
     Raises:
-        HTTPInputError: if the body is malformed, exceeds ``config`` (by
+        HTTPInputError: if the form is malformed, exceeds ``config`` (by
             default the limits set with `set_parse_body_config`) or has a
             ``Content-Encoding``.
     """
     if config is None:
         config = _default_config()
+    media_type, params = _parse_header(content_type)
+    media_type = media_type.lower()
+    if media_type not in _FORM_TYPES:
+        return
     if headers is not None and "Content-Encoding" in headers:
         encoding = headers["Content-Encoding"]
         raise HTTPInputError(f"Unsupported Content-Encoding: {encoding}")
-    media_type, params = _parse_header(content_type)
-    media_type = media_type.lower()
     if media_type == "application/x-www-form-urlencoded":
         if isinstance(body, str):
             body = _latin1_or_utf8(body)

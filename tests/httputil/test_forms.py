@@ -119,9 +119,19 @@ class TestUrlEncoded:
         headers = HTTPHeaders({"Content-Encoding": "gzip"})
         with pytest.raises(HTTPInputError, match="Unsupported Content-Encoding: gzip"):
             parse_body_arguments("application/x-www-form-urlencoded", b"x", {}, {}, headers)
+        with pytest.raises(HTTPInputError, match="Unsupported Content-Encoding: gzip"):
+            parse_body_arguments("multipart/form-data; boundary=b", b"x", {}, {}, headers)
         args: Args = {}
         parse_body_arguments("application/x-www-form-urlencoded", b"a=1", args, {}, HTTPHeaders())
         assert args == {"a": [b"1"]}
+
+    def test_encoded_bodies_that_are_not_forms_are_left_to_the_application(self) -> None:
+        # A compressed JSON upload the handler decodes itself: no 400.
+        headers = HTTPHeaders({"Content-Encoding": "gzip"})
+        for content_type in ("application/json", "text/plain", ""):
+            args: Args = {}
+            parse_body_arguments(content_type, b"\x1f\x8b...", args, {}, headers)
+            assert args == {}
 
     @settings(max_examples=80, deadline=None)
     @given(st.binary(max_size=40))

@@ -312,6 +312,37 @@ class EncodingServerTest(AsyncHTTPTestCase):
             assert body == TEXT
 
 
+class UndecodedRequestTest(AsyncHTTPTestCase):
+    """Without ``decompress_request`` a coded body reaches the handler as sent."""
+
+    def get_app(self) -> Application:
+        return Application([("/text", Text)])
+
+    def test_a_coded_json_body_is_the_application_s_to_decode(self) -> None:
+        body = encode("gzip", TEXT)
+        response = self.fetch(
+            "/text",
+            method="POST",
+            body=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+        assert response.body == b"%d:" % len(body) + body[:20]
+
+    def test_a_coded_form_is_refused(self) -> None:
+        # Its arguments cannot be read without decoding it first.
+        with ExpectLog("squall.general", ".*Unsupported Content-Encoding: gzip"):
+            response = self.fetch(
+                "/text",
+                method="POST",
+                body=encode("gzip", b"a=1"),
+                headers={
+                    "Content-Encoding": "gzip",
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
+            )
+        assert response.code == 400
+
+
 def test_unknown_setting_encoding_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown content coding"):
         Application([], compress_response=True, compress_response_encodings=["gzip", "lzma"])

@@ -360,7 +360,8 @@ class IOLoop(Configurable):
             return self.call_at(float(deadline), callback, *args, **kwargs)
         if isinstance(deadline, datetime.timedelta):
             return self.call_at(self.time() + deadline.total_seconds(), callback, *args, **kwargs)
-        raise TypeError(f"Unsupported deadline {deadline!r}: expected a number or a timedelta")
+        # Tornado's words, which tests of timeout handling match.
+        raise TypeError(f"Unsupported deadline {deadline!r}")
 
     def call_later(
         self, delay: float, callback: Callable[..., Any], *args: Any, **kwargs: Any
@@ -514,9 +515,8 @@ class PeriodicCallback:
         if isinstance(callback_time, datetime.timedelta):
             callback_time = callback_time / datetime.timedelta(milliseconds=1)
         if callback_time <= 0:
-            raise ValueError(
-                f"PeriodicCallback needs a positive callback_time, got {callback_time!r}"
-            )
+            # Tornado's words: callers' tests match them.
+            raise ValueError("Periodic callback must have a positive callback_time")
         self.callback_time: float = callback_time
         self.jitter = jitter
         self._running = False

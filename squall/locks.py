@@ -20,7 +20,7 @@ import itertools
 import numbers
 import types
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from squall.ioloop import IOLoop
 
@@ -48,7 +48,7 @@ def _schedule_timeout(
         return loop.call_later(timeout.total_seconds(), callback)
     if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
         return loop.call_later(float(timeout) - IOLoop.current().time(), callback)
-    raise TypeError(f"timeout must be a deadline (float) or a datetime.timedelta, not {timeout!r}")
+    raise _bad_deadline(timeout)
 
 
 def _loop_deadline(loop: asyncio.AbstractEventLoop, timeout: _Timeout) -> float:
@@ -57,7 +57,13 @@ def _loop_deadline(loop: asyncio.AbstractEventLoop, timeout: _Timeout) -> float:
         return loop.time() + timeout.total_seconds()
     if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
         return loop.time() + (float(timeout) - IOLoop.current().time())
-    raise TypeError(f"timeout must be a deadline (float) or a datetime.timedelta, not {timeout!r}")
+    raise _bad_deadline(timeout)
+
+
+def _bad_deadline(timeout: object) -> TypeError:
+    # The words of IOLoop.add_timeout, through which Tornado's primitives
+    # schedule their timeouts: one message for a bad deadline anywhere.
+    return TypeError(f"Unsupported deadline {timeout!r}")
 
 
 # Orders waiters with the same deadline by when they began to wait.
@@ -274,7 +280,8 @@ class Event:
 
         def on_timeout() -> None:
             if not waiter.done():
-                waiter.set_exception(TimeoutError())
+                # "Timeout", as gen.with_timeout says: a program may show it.
+                waiter.set_exception(TimeoutError("Timeout"))
 
         handle = _schedule_timeout(waiter.get_loop(), timeout, on_timeout)
 
@@ -315,14 +322,15 @@ class _AsyncWith:
     # ``with`` is refused, since acquiring may have to wait.
     __slots__ = ()
 
+    # Tornado's words (a subclass of Semaphore says "Semaphore" too), which
+    # tests of code misusing the primitives match.
+    _PLAIN_WITH: ClassVar[str] = "Use 'async with' instead of 'with' for Semaphore"
+
     def release(self) -> None:
         raise NotImplementedError()
 
     def __enter__(self) -> None:
-        raise RuntimeError(
-            f"use 'async with' or 'with (yield x.acquire())' for {type(self).__name__}, "
-            "not a plain 'with'"
-        )
+        raise RuntimeError(self._PLAIN_WITH)
 
     def __exit__(
         self,
@@ -369,7 +377,8 @@ class Semaphore(_AsyncWith, _TimeoutGarbageCollector):
         state = "locked" if self._value == 0 else f"unlocked,value:{self._value}"
         if self._waiters:
             state += f",waiters:{len(self._waiters)}"
-        return f"<{type(self).__module__}.{type(self).__name__} [{state}]>"
+        # object's own repr with the state after it, as on Tornado.
+        return f"<{object.__repr__(self)[1:-1]} [{state}]>"
 
     def release(self) -> None:
         """Gives a permit back, waking the oldest waiter if there is one."""
@@ -440,10 +449,8 @@ class BoundedSemaphore(Semaphore):
     def release(self) -> None:
         """Gives a permit back; raises ValueError if none is taken."""
         if self._value >= self._initial_value:
-            raise ValueError(
-                f"{type(self).__name__} released more times than acquired "
-                f"(initial value {self._initial_value})"
-            )
+            # Tornado's words: tests of code that over-releases match them.
+            raise ValueError("Semaphore released too many times")
         super().release()
 
 
@@ -455,6 +462,8 @@ class Lock(_AsyncWith):
     """
 
     __slots__ = ("_block",)
+
+    _PLAIN_WITH: ClassVar[str] = "Use `async with` instead of `with` for Lock"
 
     def __init__(self) -> None:
         self._block = BoundedSemaphore(value=1)

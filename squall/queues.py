@@ -72,7 +72,7 @@ class Queue(Generic[_T]):
 
     def __init__(self, maxsize: int = 0) -> None:
         if maxsize is None:
-            raise TypeError("Queue maxsize can't be None; use 0 for an unbounded queue")
+            raise TypeError("maxsize can't be None")
         if maxsize < 0:
             raise ValueError("maxsize can't be negative")
         self._maxsize = maxsize
@@ -195,7 +195,8 @@ class Queue(Generic[_T]):
             ValueError: if called more times than items were put.
         """
         if self._unfinished_tasks <= 0:
-            raise ValueError("task_done() called more times than items were put in the queue")
+            # Tornado's words, which tests of consumers match.
+            raise ValueError("task_done() called too many times")
         self._unfinished_tasks -= 1
         if self._unfinished_tasks == 0:
             self._finished.set()

@@ -733,6 +733,19 @@ async def messages(r: Recorder, M: _Modules) -> None:
     r.message("iostream.StreamClosedError.str", lambda: M.iostream.StreamClosedError())
     r.message("locks.Semaphore.negative", lambda: M.locks.Semaphore(-1))
     r.message("queues.Queue.negative", lambda: M.queues.Queue(-1))
+    r.message("queues.Queue.maxsize_none", lambda: M.queues.Queue(None))
+    r.message("queues.Queue.task_done_extra", lambda: M.queues.Queue().task_done())
+    r.message("locks.BoundedSemaphore.over_release", lambda: M.locks.BoundedSemaphore().release())
+    r.message("locks.Lock.release_unlocked", lambda: M.locks.Lock().release())
+    r.message("locks.Semaphore.plain_with", lambda: M.locks.Semaphore().__enter__())
+    r.message("locks.Lock.plain_with", lambda: M.locks.Lock().__enter__())
+    r.message("locks.Condition.wait.bad_deadline", lambda: M.locks.Condition().wait("soon"))
+    r.message(
+        "ioloop.IOLoop.add_timeout.bad_deadline",
+        lambda: M.ioloop.IOLoop.current().add_timeout("soon", lambda: None),
+    )
+    r.message("ioloop.PeriodicCallback.zero", lambda: M.ioloop.PeriodicCallback(lambda: None, 0))
+    r.message("gen.convert_yielded.bad", lambda: M.gen.convert_yielded(5))
     r.message("escape.json_decode.bad", lambda: M.escape.json_decode("{"))
     r.message("util.import_object.missing", lambda: M.util.import_object("nope_module_x.y"))
     await refused(r, M)

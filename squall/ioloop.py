@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overload
 
+from squall import util
 from squall.concurrent import (
     Future,
     _held_future,
@@ -97,6 +98,21 @@ def _peek_event_loop() -> Optional[asyncio.AbstractEventLoop]:
         return None
 
 
+def _platform_asyncio() -> Any:
+    """The module of the asyncio-based IOLoops, imported as Tornado imports it.
+
+    On Tornado, making the first IOLoop is what imports
+    ``tornado.platform.asyncio``. Run as Tornado (`squall.compat`), the
+    import goes through that name too, so that the loop's class says
+    ``tornado.platform.asyncio.AsyncIOMainLoop`` (in a repr, in the log
+    line of a failed callback) and a hook waiting for the module fires.
+    Only the paths that make a loop come here, not `IOLoop.current`'s
+    lookup of an existing one.
+    """
+    name = "tornado.platform.asyncio" if util.running_as_tornado else "squall.platform.asyncio"
+    return importlib.import_module(name)
+
+
 def _bad_yield(value: Any) -> Exception:
     message = f"yielded unknown object {value!r}"
     try:
@@ -143,11 +159,10 @@ class IOLoop(Configurable):
         Raises:
             RuntimeError: if ``impl`` is not a ``BaseAsyncIOLoop`` subclass.
         """
-        from squall.platform.asyncio import BaseAsyncIOLoop
-
+        base: type[IOLoop] = _platform_asyncio().BaseAsyncIOLoop
         if isinstance(impl, str):
             impl = import_object(impl)
-        if isinstance(impl, type) and not issubclass(impl, BaseAsyncIOLoop):
+        if isinstance(impl, type) and not issubclass(impl, base):
             raise RuntimeError(f"only asyncio-based IOLoops can be configured, not {impl.__name__}")
         super().configure(impl, **kwargs)
 
@@ -200,9 +215,7 @@ class IOLoop(Configurable):
         existing: Optional[IOLoop] = IOLoop._ioloop_for_asyncio.get(loop)
         if existing is not None or not instance:
             return existing
-        from squall.platform.asyncio import AsyncIOMainLoop
-
-        created: IOLoop = AsyncIOMainLoop()
+        created: IOLoop = _platform_asyncio().AsyncIOMainLoop()
         return created
 
     def make_current(self) -> None:
@@ -242,9 +255,8 @@ class IOLoop(Configurable):
 
     @classmethod
     def configurable_default(cls) -> type[Configurable]:
-        from squall.platform.asyncio import AsyncIOLoop
-
-        return AsyncIOLoop
+        loop_class: type[Configurable] = _platform_asyncio().AsyncIOLoop
+        return loop_class
 
     def initialize(self, make_current: bool = True) -> None:
         """Set up a new loop; with ``make_current``, make it current."""

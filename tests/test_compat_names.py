@@ -250,3 +250,42 @@ def test_every_imported_name_of_the_snapshot_is_offered(compat: None) -> None:
         if not hasattr(mod, name):
             missing.append(key)
     assert missing == []
+
+
+def test_the_first_ioloop_is_made_from_tornado_platform_asyncio() -> None:
+    # On Tornado, making the first IOLoop is what imports
+    # tornado.platform.asyncio, so the loop's class says that module (in a
+    # repr, in the log line of a failed callback) and a hook waiting for it
+    # fires. A program that never imports it itself must see the same.
+    code = """
+import asyncio, sys
+import squall.compat
+squall.compat.install()
+import tornado.ioloop
+assert "tornado.platform.asyncio" not in sys.modules
+async def main():
+    loop = tornado.ioloop.IOLoop.current()
+    assert type(loop).__module__ == "tornado.platform.asyncio", type(loop).__module__
+    assert repr(loop).startswith("<tornado.platform.asyncio.AsyncIOMainLoop object"), repr(loop)
+asyncio.run(main())
+assert "tornado.platform.asyncio" in sys.modules
+new = tornado.ioloop.IOLoop(make_current=False)
+assert type(new).__module__ == "tornado.platform.asyncio"
+new.close()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_without_the_alias_ioloops_keep_squall_names() -> None:
+    code = """
+import asyncio, sys
+import squall.ioloop
+async def main():
+    loop = squall.ioloop.IOLoop.current()
+    assert type(loop).__module__ == "squall.platform.asyncio", type(loop).__module__
+asyncio.run(main())
+assert not any(name == "tornado" or name.startswith("tornado.") for name in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

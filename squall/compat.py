@@ -43,7 +43,10 @@ module is entered in `sys.modules` under that name, so that post-import
 hooks keyed on ``tornado.*`` names fire. Squall's own submodules of it
 (``squall.web.handler``) become ``tornado.web.handler`` in `sys.modules`
 too, and the Squall modules Tornado has that are loaded by then are imported
-under their ``tornado`` names (`_import_companions`). `uninstall` puts
+under their ``tornado`` names (`_import_companions`); one Squall loads
+later (``AsyncHTTPClient()`` loading ``squall.simple_httpclient``) is
+imported under its ``tornado`` name as soon as it is loaded
+(`_PresentingLoader`). `uninstall` puts
 Squall's names back; without the alias nothing is renamed. While it is installed, ``importlib.metadata.version("tornado")``
 answers `TORNADO_VERSION` (``tornado_distribution``), so instrumentation
 that checks the installed tornado's version (OpenTelemetry's) proceeds.
@@ -178,7 +181,12 @@ class _AliasLoader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         if self.target == _TARGET:
             return _facade()
-        module = importlib.import_module(self.target)
+        importing = _importing()
+        importing.add(self.target)
+        try:
+            module = importlib.import_module(self.target)
+        finally:
+            importing.discard(self.target)
         self._own_spec = module.__spec__
         # Before the import system enters it in sys.modules under the alias,
         # so that hooks keyed on tornado names (wrapt's post-import hooks,
@@ -322,8 +330,9 @@ def _present_as_tornado(module: types.ModuleType, rel: str) -> None:
     entered in `sys.modules` under their ``tornado`` spelling too: a
     ``__module__`` always names a module that is imported, which
     `inspect.getmodule`, `pickle` and `typing.get_type_hints` rely on. A
-    name changes only once its Tornado module is imported, and `uninstall`
-    puts every one back.
+    name changes only once its Tornado module is imported (which, after the
+    program's first ``tornado`` import, is as soon as Squall loads it), and
+    `uninstall` puts every one back.
     """
     if not rel or rel in _presented:
         return
@@ -389,7 +398,12 @@ def _import_companions(imported: str = "") -> None:
         for rel in sorted(_TORNADO_MODULES):  # a package before its submodules
             if f"{_ALIAS}.{rel}" in sys.modules:
                 continue
-            if f"{_TARGET}.{rel}" not in sys.modules and rel not in brought:
+            name = f"{_TARGET}.{rel}"
+            if name not in sys.modules and rel not in brought:
+                continue
+            if name in _importing():
+                # Still being imported (this import came from inside it):
+                # presented when it is done, by the loader importing it.
                 continue
             try:
                 importlib.import_module(f"{_ALIAS}.{rel}")
@@ -471,7 +485,7 @@ class _TornadoFinder(importlib.abc.MetaPathFinder):
         target: Optional[types.ModuleType] = None,
     ) -> Optional[importlib.machinery.ModuleSpec]:
         if not _is_alias(fullname):
-            return None
+            return _presenting_spec(fullname, path)
         squall_name = _target_name(fullname)
         try:
             squall_spec = importlib.util.find_spec(squall_name)
@@ -505,6 +519,71 @@ class _TornadoFinder(importlib.abc.MetaPathFinder):
         if vars(context).get("path") is not None:
             return []
         return [tornado_distribution()]
+
+
+_imports = threading.local()
+
+
+def _importing() -> set[str]:
+    """The ``squall.X`` modules this thread is importing through our loaders."""
+    names: Optional[set[str]] = getattr(_imports, "names", None)
+    if names is None:
+        names = _imports.names = set()
+    return names
+
+
+class _PresentingLoader(importlib.abc.Loader):
+    """Loads ``squall.X`` with its own loader, then imports it as ``tornado.X``.
+
+    For a Squall module Tornado has that Squall imports after the program's
+    first ``tornado`` import (``AsyncHTTPClient()`` bringing
+    ``squall.simple_httpclient``): on Tornado that import is of
+    ``tornado.X``, so the module is presented as Tornado's and the hooks
+    waiting for the name fire, as soon as it is loaded.
+    """
+
+    def __init__(self, loader: importlib.abc.Loader, rel: str) -> None:
+        self.loader = loader
+        self.rel = rel
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        # The module keeps its own loader (reload, get_code, resources).
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        module.__loader__ = self.loader
+        importing = _importing()
+        importing.add(module.__name__)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            importing.discard(module.__name__)
+        if _finder is not None and f"{_ALIAS}.{self.rel}" not in sys.modules:
+            importlib.import_module(f"{_ALIAS}.{self.rel}")
+
+
+def _presenting_spec(
+    fullname: str, path: Optional[Sequence[str]]
+) -> Optional[importlib.machinery.ModuleSpec]:
+    """The spec of ``squall.X`` with a `_PresentingLoader`, if it is to be presented.
+
+    Only a module Tornado has, loaded after a ``tornado`` module was: before
+    the program's first ``tornado`` import, `_import_companions` presents
+    what is loaded by then.
+    """
+    if not _presented or not fullname.startswith(_TARGET + ".") or fullname in _importing():
+        return None
+    rel = fullname[len(_TARGET) + 1 :]
+    if rel not in _TORNADO_MODULES or f"{_ALIAS}.{rel}" in sys.modules:
+        return None
+    # The finders ahead of this one have declined; the path finder is next.
+    spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+    if spec is None or spec.loader is None:
+        return None
+    spec.loader = _PresentingLoader(spec.loader, rel)
+    return spec
 
 
 def _finder_position() -> int:

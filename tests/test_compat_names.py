@@ -57,13 +57,40 @@ import tornado.web
 assert sys.modules["tornado.iostream"] is sys.modules["squall.iostream"]
 import squall.iostream
 assert squall.iostream.StreamClosedError.__module__ == "tornado.iostream"
-# Not loaded then: Squall's names until its tornado module is imported,
-# so that a __module__ always names an imported module.
+# Not loaded then: imported under its tornado name as soon as it loads, as
+# every module is on Tornado (and a __module__ still names an imported
+# module).
 assert "squall.wsgi" not in sys.modules
 import squall.wsgi
-assert squall.wsgi.WSGIContainer.__module__ == "squall.wsgi"
-import tornado.wsgi
 assert squall.wsgi.WSGIContainer.__module__ == "tornado.wsgi"
+assert sys.modules["tornado.wsgi"] is squall.wsgi
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_modules_squall_loads_later_are_tornado_s_too() -> None:
+    # AsyncHTTPClient() loads the simple client on first use: on Tornado its
+    # class says tornado.simple_httpclient, and a hook waiting for that name
+    # fires. Before the program's first tornado import nothing is renamed.
+    code = """
+import asyncio, importlib, sys
+import squall.compat
+squall.compat.install()
+import squall.escape
+assert squall.escape.__name__ == "squall.escape"
+import tornado.httpclient
+assert "squall.simple_httpclient" not in sys.modules
+async def main():
+    client = tornado.httpclient.AsyncHTTPClient()
+    assert type(client).__module__ == "tornado.simple_httpclient", type(client).__module__
+    assert sys.modules["tornado.simple_httpclient"] is sys.modules["squall.simple_httpclient"]
+    importlib.import_module("tornado.websocket")
+    # Its submodules were loaded while it was: presented with it, none left.
+    left = [n for n, m in sys.modules.items()
+            if n.startswith("squall.websocket") and not m.__name__.startswith("tornado.")]
+    assert left == [], left
+asyncio.run(main())
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

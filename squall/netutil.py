@@ -220,7 +220,7 @@ if hasattr(socket, "AF_UNIX"):
                     pass
                 else:
                     if not stat.S_ISSOCK(st.st_mode):
-                        raise ValueError(f"{file!r} exists and is not a socket")
+                        raise ValueError(f"File {file} exists and is not a socket")
                     os.remove(file)
             sock.bind(file)
             if not abstract:
@@ -379,6 +379,10 @@ def _numeric_address(host: str, port: int, family: socket.AddressFamily) -> Opti
     a worker thread; a literal of the wrong family is left to it (it raises
     the usual error). Scoped IPv6 literals (``fe80::1%eth0``) are looked up.
     """
+    if type(port) is not int:
+        # A port given as a string ("80", "http") is getaddrinfo's to
+        # translate: the address must carry the number.
+        return None
     if family in (socket.AF_UNSPEC, socket.AF_INET):
         try:
             socket.inet_pton(socket.AF_INET, host)

@@ -437,6 +437,26 @@ def test_connect(host: str) -> None:
     run(main())
 
 
+def test_connect_to_an_ip_literal_with_the_port_as_a_string() -> None:
+    # getaddrinfo takes the port as text and gives it back as a number; an
+    # IP literal answered without it must do the same, or connect() gets
+    # ("127.0.0.1", "8080") and fails with TypeError.
+    async def main() -> None:
+        server = QueueServer()
+        client = TCPClient()
+        try:
+            stream = await client.connect("127.0.0.1", str(server.port))  # type: ignore[arg-type]
+            await exchange(stream, await server.accepted.get())
+            stream.close()
+            with pytest.raises(OSError):
+                await client.connect("127.0.0.1", "no-such-service")  # type: ignore[arg-type]
+        finally:
+            client.close()
+            server.stop()
+
+    run(main())
+
+
 def test_connect_from_source_ip_and_port() -> None:
     async def main() -> None:
         server = QueueServer()

@@ -55,11 +55,12 @@ def _check_ssl_options(ssl_options: Union[dict[str, Any], ssl.SSLContext]) -> No
     """
     if isinstance(ssl_options, dict):
         if "certfile" not in ssl_options:
-            raise KeyError('ssl_options needs a "certfile" (which may hold the key too)')
+            # (Tornado's wording, which programs' tests match.)
+            raise KeyError('missing key "certfile" in ssl_options')
         for key in ("certfile", "keyfile"):
             path = ssl_options.get(key)
             if path is not None and not os.path.exists(path):
-                raise ValueError(f'ssl_options {key} "{path}" does not exist')
+                raise ValueError(f'{key} "{path}" does not exist')
         _check_ssl_option_keys(ssl_options)
 
 
@@ -288,13 +289,20 @@ class TCPServer:
             handled = self.handle_stream(stream, address)
             if handled is not None:
                 IOLoop.current().add_future(gen.convert_yielded(handled), _raise_outcome)
-        except Exception:
+        except Exception as e:
             app_log.error("Error in connection callback", exc_info=True)
-            # Nobody else holds the connection now that its handler failed.
-            if stream is not None:
-                stream.close()
-            else:
+            if stream is None:
                 connection.close()
+            elif isinstance(e, NotImplementedError) and type(self).handle_stream is _base_handler:
+                # No handler at all: nobody else holds the connection.
+                stream.close()
+            # A handler that failed may have handed the stream on first (to
+            # a task that serves it) before it raised: the stream stays
+            # open, as on Tornado. One that nothing holds is closed when it
+            # is collected.
+
+
+_base_handler = TCPServer.handle_stream
 
 
 def _raise_outcome(future: Any) -> None:

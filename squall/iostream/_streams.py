@@ -87,8 +87,11 @@ class IOStream(BaseIOStream):
         return self.socket
 
     def close_fd(self) -> None:
-        """Close the socket."""
+        """Close the socket; ``socket`` is None from then on."""
         self.socket.close()
+        # Programs test ``stream.socket is None`` to know the connection is
+        # gone (and fileno() then says None too), as on Tornado.
+        self.socket = None  # type: ignore[assignment]
 
     def get_fd_error(self) -> Optional[Exception]:
         """Return the socket's pending error (``SO_ERROR``) as an `OSError`, if any."""
@@ -184,8 +187,9 @@ class IOStream(BaseIOStream):
             self.io_loop.remove_handler(sock)
         ssl_sock = _wrap(sock, ssl_options, server_hostname, server_side)
         # The socket now belongs to the new stream; this one ends without
-        # closing it or running callbacks.
+        # closing it or running callbacks (and, closed, lets go of it).
         self._closed = True
+        self.socket = None  # type: ignore[assignment]
         close_callback = self._close_callback
         self._close_callback = None
         future: Future[SSLIOStream] = self._new_future()
@@ -325,11 +329,12 @@ class SSLIOStream(IOStream):
         if self._ssl_connect_future is not None:
             raise RuntimeError("Already waiting")
         future: Future[Any] = self._new_future()
-        if self._closed:
+        if not self._ssl_accepting:
+            # The handshake succeeded; a close since then does not undo that.
+            future.set_result(self)
+        elif self._closed:
             future.set_exception(self._handshake_error())
             _mark_retrieved(future)
-        elif not self._ssl_accepting:
-            future.set_result(self)
         else:
             self._ssl_connect_future = future
         return future
@@ -446,9 +451,9 @@ class PipeIOStream(BaseIOStream):
         os.set_blocking(fd, False)
         super().__init__(*args, **kwargs)
 
-    def fileno(self) -> io.FileIO:
-        """Return the file object wrapping the fd."""
-        return self._fio
+    def fileno(self) -> int:
+        """Return the file descriptor (an int, for ``os.read`` and the like)."""
+        return self.fd
 
     def close_fd(self) -> None:
         """Close the fd."""

@@ -110,8 +110,12 @@ def test_regex_match_past_max_bytes_is_unsatisfiable(caplog: pytest.LogCaptureFi
         await ws.write(b"abcdefgh")
         # Let the bytes land in the stream's buffer before the read starts.
         assert await rs.read_bytes(1) == b"a"
-        with pytest.raises(StreamClosedError):
+        with pytest.raises(StreamClosedError) as caught:
             await rs.read_until_regex(b"fg", max_bytes=4)
+        # Tornado's wording, for a regex as for a delimiter.
+        assert str(caught.value.real_error) == (
+            "delimiter re.compile(b'fg') not found within 4 bytes"
+        )
         ws.close()
 
     with caplog.at_level(logging.INFO, logger="squall.general"):

@@ -14,7 +14,9 @@ from tests.iostream.conftest import pipe_pair, run
 def test_pipe_round_trip() -> None:
     async def main() -> None:
         rs, ws = await pipe_pair()
-        assert rs.fileno().fileno() == rs.fd
+        # The fd itself, as os.read and os.set_blocking take it.
+        assert rs.fileno() == rs.fd and type(rs.fileno()) is int
+        assert not os.get_blocking(rs.fileno())
         ws.write(b"hel")
         ws.write(b"lo world")
         assert await rs.read_until(b" ") == b"hello "

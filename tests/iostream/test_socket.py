@@ -297,6 +297,8 @@ def test_start_tls_after_plain_talk() -> None:
         )
         assert isinstance(client_tls, SSLIOStream) and isinstance(server_tls, SSLIOStream)
         assert client.closed() and server.closed()
+        # The old streams let go of the socket, which is the new ones' now.
+        assert client.socket is None and server.socket is None
         client_tls.write(b"EHLO\r\n")
         assert await server_tls.read_until(b"\r\n") == b"EHLO\r\n"
         typed = memoryview(bytes(80)).cast("L")
@@ -306,6 +308,22 @@ def test_start_tls_after_plain_talk() -> None:
         # The plain stream's close callback moved to the TLS stream.
         await closed.wait()
         client_tls.close()
+
+    run(main)
+
+
+def test_closing_a_stream_lets_go_of_its_socket() -> None:
+    # Programs test ``stream.socket is None`` (and fileno()) to know that a
+    # connection is gone.
+    async def main() -> None:
+        server, client = await tcp_pair()
+        assert client.socket is not None and client.fileno() is client.socket
+        client.close()
+        assert client.socket is None and client.fileno() is None
+        client.close()  # a second close finds nothing to do
+        # The same when the peer closes.
+        assert await server.read_until_close() == b""
+        assert server.closed() and server.socket is None
 
     run(main)
 

@@ -113,9 +113,9 @@ def test_wait_for_handshake() -> None:
             assert again.done() and again.result() is server
             client.close()
             server.close()
-            failed = server.wait_for_handshake()
-            with pytest.raises(StreamClosedError):
-                failed.result()
+            # A handshake that succeeded stays a success after the close.
+            after_close = server.wait_for_handshake()
+            assert after_close.done() and after_close.result() is server
 
     run(main)
 
@@ -225,3 +225,17 @@ def test_default_options_verify_the_server(caplog: pytest.LogCaptureFixture) -> 
     with caplog.at_level(logging.WARNING):
         run(main)
     assert "certificate verify failed" in caplog.text
+
+
+def test_waiting_for_a_handshake_the_close_cut_short_fails() -> None:
+    async def main() -> None:
+        with listener() as lsock:
+            client = socket.create_connection(lsock.getsockname())
+            server = await server_stream(lsock)
+            server.close()
+            failed = server.wait_for_handshake()
+            with pytest.raises(StreamClosedError):
+                failed.result()
+            client.close()
+
+    run(main)

@@ -379,9 +379,10 @@ def _numeric_address(host: str, port: int, family: socket.AddressFamily) -> Opti
     a worker thread; a literal of the wrong family is left to it (it raises
     the usual error). Scoped IPv6 literals (``fe80::1%eth0``) are looked up.
     """
-    if type(port) is not int:
-        # A port given as a string ("80", "http") is getaddrinfo's to
-        # translate: the address must carry the number.
+    if type(port) is not int or not 0 <= port <= 65535 or type(host) is not str:
+        # The rest is getaddrinfo's to answer: a port given as a string
+        # ("80", "http"; the address must carry the number), one out of
+        # range (an error, or what the platform makes of it), a host as bytes.
         return None
     if family in (socket.AF_UNSPEC, socket.AF_INET):
         try:

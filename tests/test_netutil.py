@@ -718,3 +718,27 @@ def test_ip_literal_with_a_port_as_text_gets_the_port_number(port: str) -> None:
 
     for answer in asyncio.run(main()):
         assert answer == [(socket.AF_INET, ("10.1.2.3", number))]
+
+
+@pytest.mark.parametrize(
+    ("host", "port"), [("127.0.0.1", -1), ("127.0.0.1", 70000), (b"127.0.0.1", 80)]
+)
+def test_ip_literal_with_odd_arguments_is_answered_as_getaddrinfo_answers(
+    host: Any, port: int
+) -> None:
+    # Not taken as given: a port out of range or a host as bytes is left to
+    # getaddrinfo, which fails or answers in its own way.
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except OSError as e:
+        expected: Any = type(e)
+    else:
+        expected = [(fam, addr) for fam, _t, _p, _c, addr in infos]
+
+    async def main() -> Any:
+        try:
+            return await netutil.DefaultLoopResolver().resolve(host, port)
+        except OSError as e:
+            return type(e)
+
+    assert asyncio.run(main()) == expected

@@ -161,7 +161,9 @@ class _TransportStream(BaseIOStream):
 
     @property
     def socket(self) -> Any:
-        """The connection's socket (as asyncio exposes it), or None."""
+        """The connection's socket (as asyncio exposes it); None once closed, as an IOStream's."""
+        if self._closed:
+            return None
         return self._transport.get_extra_info("socket")
 
     def fileno(self) -> Any:

@@ -154,6 +154,8 @@ class StreamTest(AsyncTestCase):
         assert t.sock.options[(socket.IPPROTO_TCP, socket.TCP_NODELAY)] == 1
         stream.close()
         assert t.closed
+        # As an IOStream's: programs test ``socket is None`` for a closed one.
+        assert stream.socket is None and stream.fileno() is None
 
     @gen_test
     async def test_stream_of_a_closed_connection_is_closed(self) -> None:

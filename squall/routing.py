@@ -478,6 +478,7 @@ class RuleRouter(Router):
 
         Raises:
             ValueError: for a tuple that does not have 2 to 4 elements.
+            TypeError: for a rule that is neither a `Rule` nor a tuple.
         """
         for rule in rules:
             if isinstance(rule, (tuple, list)):
@@ -489,7 +490,10 @@ class RuleRouter(Router):
                     rule = Rule(PathMatches(rule[0]), *rule[1:])
                 else:
                     rule = Rule(*rule)
-            assert isinstance(rule, Rule)
+            elif not isinstance(rule, Rule):
+                raise TypeError(
+                    f"a rule is a Rule or a (matcher, target[, kwargs[, name]]) tuple, not {rule!r}"
+                )
             self._rules.append(self.process_rule(rule))
 
     def process_rule(self, rule: Rule) -> Rule:

@@ -278,6 +278,8 @@ def test_urlspec_keeps_its_handler_and_kwargs() -> None:
 def test_rule_tuples_must_have_two_to_four_elements() -> None:
     with pytest.raises(ValueError, match="2 to 4 elements"):
         RuleRouter([("/only",)])
+    with pytest.raises(TypeError, match="a rule is a Rule or a .* tuple, not 42"):
+        RuleRouter([42])  # type: ignore[list-item]
 
 
 def test_first_matching_rule_wins_across_literal_and_regex_rules() -> None:

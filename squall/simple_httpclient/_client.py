@@ -103,6 +103,24 @@ _PLAN_FIELDS = (
 _plan_signature = operator.itemgetter(*_PLAN_FIELDS)
 _PLAN_CACHE_SIZE = 512
 
+# Fields the client sets even when the caller gave them (request_fields's
+# put): the request's own headers are given the value sent.
+_SET_FIELDS = frozenset(
+    ("Authorization", "User-Agent", "Expect", "Content-Length", "Accept-Encoding")
+)
+
+
+def _ascii_target(target: str) -> str:
+    """``target`` with each non-ASCII character percent-encoded as UTF-8.
+
+    Tornado writes such a URL's UTF-8 bytes into the request line as they
+    are; RFC 9112 §3.2 allows only ASCII there (Squall's server answers 400),
+    and RFC 3987 §3.1 maps an IRI to a URI this way, which a server decodes
+    back to the same text. Spaces and controls are left for the HTTP/1.1
+    core to refuse.
+    """
+    return "".join(c if c.isascii() else urllib.parse.quote(c, safe="") for c in target)
+
 
 class SimpleAsyncHTTPClient(AsyncHTTPClient):
     """A non-blocking HTTP/1.1 client with a keep-alive connection pool.
@@ -458,6 +476,7 @@ class _Hop:
         "connect_limit",
         "request_timeout",
         "cacheable",
+        "own_fields",
     )
 
     def __init__(
@@ -475,6 +494,7 @@ class _Hop:
         connect_timeout: Optional[float],
         request_timeout: Optional[float],
         cacheable: bool,
+        own_fields: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.key = key
         self.scheme = scheme
@@ -490,6 +510,9 @@ class _Hop:
         self.connect_limit = min(connect_timeout or 0, request_timeout or 0)
         self.request_timeout = request_timeout or 0
         self.cacheable = cacheable
+        # The fields the client added or set, which each fetch writes into
+        # its request's own headers (see _Fetch._start_hop).
+        self.own_fields = own_fields
 
 
 class _Fetch:
@@ -619,6 +642,15 @@ class _Fetch:
                 return
             if key is not None and hop.cacheable:
                 plans.keep(key, hop)
+        own = req.headers
+        if hop.own_fields and isinstance(own, HTTPHeaders):
+            # As Tornado's client does: the request's headers (the copy
+            # fetch made) end up holding what was sent, Host, User-Agent,
+            # Accept-Encoding and the rest; tracers and tests read them
+            # back from response.request.headers. Here and not in _plan,
+            # so that a fetch whose plan came from the cache gets them too.
+            for name, value in hop.own_fields:
+                own[name] = value
         self.hop = hop
         self.req = req
         self.retried = False
@@ -816,6 +848,8 @@ class _Fetch:
         else:
             key = (scheme, host, port, tls, proxy, source_ip, af)
             target = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
+        if not target.isascii():
+            target = _ascii_target(target)
         headers, wants_digest = request_fields(
             opts,
             parsed,
@@ -825,11 +859,20 @@ class _Fetch:
             proxy_auth=proxy[2] if via_proxy and proxy is not None else None,
         )
         own = req.headers
-        if isinstance(own, HTTPHeaders) and "Host" not in own:
-            # As Tornado's client does: the Host sent is written into the
-            # request's own fields (tracers read it back from
-            # response.request.headers). request_fields puts Host first.
-            own["Host"] = headers[0][1]
+        own_fields: tuple[tuple[str, str], ...] = ()
+        if isinstance(own, HTTPHeaders):
+            # What the client added, and what it set over the caller's
+            # value; never a proxy's credentials or a digest answer (which
+            # belongs to one challenge). A cached plan is only made for a
+            # request without fields of its own, so this holds for every
+            # fetch that reuses it.
+            own_fields = tuple(
+                (name, value)
+                for name, value in headers
+                if (name in _SET_FIELDS or name not in own)
+                and name != "Proxy-Authorization"
+                and not (wants_digest and name == "Authorization")
+            )
         follows = follows_redirects(opts)
         may_digest = wants_digest and not self.digest_tried
 
@@ -844,7 +887,8 @@ class _Fetch:
             target,
             headers,
             opts["body"],
-            opts["body_producer"],
+            # With both, the body is sent and the producer never called.
+            opts["body_producer"] if opts["body"] is None else None,
             bool(opts["expect_100_continue"]),
             bool(opts["decompress_response"]),
             opts["streaming_callback"],
@@ -866,6 +910,7 @@ class _Fetch:
             opts["connect_timeout"],
             opts["request_timeout"],
             not wants_digest,
+            own_fields,
         )
 
     def _digest_answer(self, result: Exchange) -> str:
@@ -876,6 +921,8 @@ class _Fetch:
         opts = options(self.req)
         parsed = urllib.parse.urlsplit(opts["url"])
         uri = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
+        if not uri.isascii():
+            uri = _ascii_target(uri)
         if parsed.username is not None:
             username = urllib.parse.unquote(parsed.username)
             password = urllib.parse.unquote(parsed.password or "")

@@ -369,7 +369,12 @@ class Exchange:
                 elif type(event) is ConnectionClosed:
                     error = self.conn.error
                     if error is None:
-                        raise HTTPStreamClosedError("Connection closed")
+                        # Tornado's wording, which callers' retry checks
+                        # match: "Stream closed" when no response head came,
+                        # "Connection closed" once one had.
+                        raise HTTPStreamClosedError(
+                            "Stream closed" if self.response is None else "Connection closed"
+                        )
                     if (
                         isinstance(error, (ConnectionResetError, BrokenPipeError))
                         and not self.sent
@@ -403,26 +408,33 @@ class Exchange:
         self.response = event
         status = event.status
         if status in _MAY_SUPERSEDE:
-            self.headers = HTTPHeaders._from_pairs(event.headers)
-            if spec.superseded(status, self.headers):
+            if spec.superseded(status, self._headers_of(event)):
                 self.superseded = True
                 return
         if spec.decompress and field_value(event.headers, "content-encoding") is not None:
-            headers = self.headers
-            if headers is None:
-                headers = self.headers = HTTPHeaders._from_pairs(event.headers)
-            self.decompressor = take_decoder(headers)
+            self.decompressor = take_decoder(self._headers_of(event))
         callback = spec.header_callback
         if callback is not None:
+            # The lines are those of the response's headers, as Tornado
+            # gives them: names normalized, a repeated field's lines
+            # together, Content-Encoding renamed once the client decodes it.
+            headers = self._headers_of(event)
             try:
                 results = [callback(f"{event.version} {event.status} {event.reason}\r\n")]
-                results += [callback(f"{name}: {value}\r\n") for name, value in event.headers]
+                results += [callback(f"{name}: {value}\r\n") for name, value in headers.get_all()]
                 results.append(callback("\r\n"))
             except Exception as exc:
                 raise _callback_failed("header_callback", spec, exc) from exc
             pending = [r for r in results if r is not None and inspect.isawaitable(r)]
             if pending:
                 self._wait(asyncio.gather(*pending), "header_callback")
+
+    def _headers_of(self, event: Response) -> HTTPHeaders:
+        # Built only when the exchange needs them (see the class docstring).
+        headers = self.headers
+        if headers is None:
+            headers = self.headers = HTTPHeaders._from_pairs(event.headers)
+        return headers
 
     def _feed(self, piece: bytes) -> None:
         spec = self.spec
@@ -478,8 +490,13 @@ class Exchange:
         self.finished = True
         conn = self.conn
         conn.handler = None
-        if self.superseded or self.spec.streaming_callback is not None:
+        if self.superseded:
             self.body = None
+            self.bio = None
+        elif self.spec.streaming_callback is not None:
+            # The body went to the callback; the response's buffer is an
+            # empty BytesIO (as on Tornado), not None.
+            self.body = b""
             self.bio = None
         elif self.bio is not None:
             self.bio.seek(0)

@@ -229,7 +229,8 @@ def request_fields(
             if digest is not None:
                 put("Authorization", digest)
         else:
-            raise ValueError(f"unsupported auth_mode {mode!r}")
+            # Tornado's wording.
+            raise ValueError(f"unsupported auth_mode {mode}")
     method = opts["method"]
     if opts["user_agent"]:
         put("User-Agent", opts["user_agent"])

@@ -113,10 +113,12 @@ class _Transfer:
 
     def head_done(self) -> None:
         """The head of a response is complete: is it a redirect we follow?"""
+        # An empty Location is no redirect (libcurl, which Tornado's curl
+        # client leaves redirects to, returns such a response as it is).
         self.superseded = (
             self.follows
             and self.status in REDIRECT_CODES
-            and any(name.lower() == "location" for name, _ in self.headers)
+            and any(name.lower() == "location" and value for name, value in self.headers)
         )
 
 
@@ -411,7 +413,10 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             "redirect": curl.getinfo(pycurl.REDIRECT_TIME),
         }
         info["queue"] = max(0.0, time.monotonic() - transfer.start - info["total"])
-        effective_url = curl.getinfo(pycurl.EFFECTIVE_URL)
+        # libcurl has no effective URL for a URL it rejected (getinfo raises,
+        # and the fetch would never end): a failed transfer's response names
+        # the request's URL, as Tornado's does.
+        effective_url = curl.getinfo(pycurl.EFFECTIVE_URL) if error is None else None
         buffer = transfer.buffer
         buffer.seek(0)
         # Drop the handle's callbacks, which refer to this transfer.
@@ -598,7 +603,8 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
 
     def _setup_tls(self, curl: Any, request: HTTPRequest) -> None:
         if request.ssl_options is not None:
-            raise ValueError("ssl_options is not supported by curl_httpclient")
+            # Tornado's wording.
+            raise ValueError("ssl_options not supported in curl_httpclient")
         if request.validate_cert:
             curl.setopt(pycurl.SSL_VERIFYPEER, 1)
             curl.setopt(pycurl.SSL_VERIFYHOST, 2)
@@ -665,7 +671,8 @@ def _set_auth(
     elif mode == "digest":
         curl.setopt(scheme, pycurl.HTTPAUTH_DIGEST)
     else:
-        raise ValueError(f"Unsupported {name} {mode!r}")
+        # Tornado's wording (the mode unquoted).
+        raise ValueError(f"Unsupported {name} {mode}")
     # RFC 7617 §2.1: UTF-8, in Normalization Form C.
     curl.setopt(user_option, _utf8_nfc(username))
     curl.setopt(password_option, _utf8_nfc(password or ""))

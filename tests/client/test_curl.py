@@ -227,10 +227,12 @@ class CurlTest(AsyncHTTPTestCase):
         basic = self.fetch("/auth", auth_username="jos\u0065\u0301", auth_password="p\xe9")
         # RFC 7617: the credentials are NFC-normalised UTF-8.
         assert basic.body == b"Basic am9zw6k6cMOp"
-        with pytest.raises(ValueError, match="auth_mode"):
+        with pytest.raises(ValueError) as info:
             self.fetch(
                 "/auth", auth_username="a", auth_password="b", auth_mode="nope", raise_error=True
             )
+        # Tornado's curl client's wording.
+        assert str(info.value) == "Unsupported auth_mode nope"
 
     def test_header_callback_sees_each_line_and_the_response_keeps_the_last_head(self) -> None:
         lines: list[str] = []
@@ -353,8 +355,30 @@ class CurlTest(AsyncHTTPTestCase):
         assert self.echo(prepare_curl_callback=prepare)["headers"]["User-Agent"] == "prepared"
 
     def test_ssl_options_are_refused(self) -> None:
-        with pytest.raises(ValueError, match="ssl_options"):
+        with pytest.raises(ValueError) as info:
             self.fetch("/echo", ssl_options={}, raise_error=True)
+        # Tornado's curl client's wording.
+        assert str(info.value) == "ssl_options not supported in curl_httpclient"
+
+    def test_a_url_libcurl_rejects_fails_the_fetch(self) -> None:
+        # libcurl has no effective URL for it; asking for one raised inside
+        # the client and the fetch never ended. As on Tornado: a CurlError
+        # naming libcurl's reason.
+        with pytest.raises(CurlError) as info:
+            self.fetch("/echo/a b", raise_error=True)
+        assert info.value.code == 599
+        assert info.value.errno == pycurl.E_URL_MALFORMAT
+        assert "URL rejected" in info.value.message
+        # And the client goes on serving.
+        assert self.echo()["method"] == "GET"
+
+    def test_an_empty_location_is_not_followed(self) -> None:
+        # As libcurl (Tornado's curl client lets it follow): the 302 is the
+        # response; before, the client followed it to the same URL until
+        # max_redirects ran out.
+        response = self.fetch("/redirect?to=&status=302")
+        assert response.code == 302
+        assert response.effective_url == self.get_url("/redirect?to=&status=302")
 
     def test_configured_as_the_default_client(self) -> None:
         AsyncHTTPClient.configure("squall.curl_httpclient.CurlAsyncHTTPClient", max_clients=3)

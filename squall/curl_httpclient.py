@@ -43,6 +43,7 @@ from squall.log import app_log, gen_log
 from squall.simple_httpclient._policy import (
     REDIRECT_CODES,
     USER_AGENT,
+    ascii_url,
     check_method_body,
     redirected,
 )
@@ -507,7 +508,11 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         """
         request = transfer.request
         curl.reset()
-        curl.setopt(pycurl.URL, request.url.encode("utf-8"))
+        url = request.url
+        if not url.isascii():
+            # As the simple client sends it (libcurl sent a query's UTF-8 raw).
+            url = ascii_url(url)
+        curl.setopt(pycurl.URL, url.encode("utf-8"))
         curl.setopt(pycurl.NOSIGNAL, 1)
 
         header_lines = self._header_lines(request)

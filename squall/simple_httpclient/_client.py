@@ -59,6 +59,7 @@ from squall.simple_httpclient._exchange import (
 )
 from squall.simple_httpclient._policy import (
     REDIRECT_CODES,
+    ascii_target,
     follows_redirects,
     options,
     redirected,
@@ -108,18 +109,6 @@ _PLAN_CACHE_SIZE = 512
 _SET_FIELDS = frozenset(
     ("Authorization", "User-Agent", "Expect", "Content-Length", "Accept-Encoding")
 )
-
-
-def _ascii_target(target: str) -> str:
-    """``target`` with each non-ASCII character percent-encoded as UTF-8.
-
-    Tornado writes such a URL's UTF-8 bytes into the request line as they
-    are; RFC 9112 §3.2 allows only ASCII there (Squall's server answers 400),
-    and RFC 3987 §3.1 maps an IRI to a URI this way, which a server decodes
-    back to the same text. Spaces and controls are left for the HTTP/1.1
-    core to refuse.
-    """
-    return "".join(c if c.isascii() else urllib.parse.quote(c, safe="") for c in target)
 
 
 class SimpleAsyncHTTPClient(AsyncHTTPClient):
@@ -849,7 +838,7 @@ class _Fetch:
             key = (scheme, host, port, tls, proxy, source_ip, af)
             target = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
         if not target.isascii():
-            target = _ascii_target(target)
+            target = ascii_target(target)
         headers, wants_digest = request_fields(
             opts,
             parsed,
@@ -922,7 +911,7 @@ class _Fetch:
         parsed = urllib.parse.urlsplit(opts["url"])
         uri = (parsed.path or "/") + ("?" + parsed.query if parsed.query else "")
         if not uri.isascii():
-            uri = _ascii_target(uri)
+            uri = ascii_target(uri)
         if parsed.username is not None:
             username = urllib.parse.unquote(parsed.username)
             password = urllib.parse.unquote(parsed.password or "")

@@ -110,6 +110,34 @@ def options(req: HTTPRequest) -> dict[str, Any]:
     return opts
 
 
+def ascii_target(target: str) -> str:
+    """``target`` (a request-target or a URL's path, query and fragment)
+    with each non-ASCII character percent-encoded as UTF-8.
+
+    Tornado's simple client writes such a URL's UTF-8 bytes into the
+    request line as they are (its curl client refuses it); RFC 9112 §3.2
+    allows only ASCII there (Squall's server answers 400), and RFC 3987
+    §3.1 maps an IRI to a URI this way, which a server decodes back to the
+    same text. Spaces and controls are left for the caller to refuse.
+    """
+    return "".join(c if c.isascii() else urllib.parse.quote(c, safe="") for c in target)
+
+
+def ascii_url(url: str) -> str:
+    """``url`` with `ascii_target` applied to its path, query and fragment
+    (the host is left as it is: it is a name, not a target)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(
+        (
+            parts.scheme,
+            parts.netloc,
+            ascii_target(parts.path),
+            ascii_target(parts.query),
+            ascii_target(parts.fragment),
+        )
+    )
+
+
 def origin(url: str) -> tuple[str, str, Optional[int]]:
     """``url``'s origin: scheme, host and port (the scheme's default if none).
 

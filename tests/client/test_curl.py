@@ -93,6 +93,7 @@ def make_app(**settings: Any) -> Application:
     return Application(
         [
             ("/echo", Echo),
+            ("/echo/.*", Echo),
             ("/big", Big),
             ("/redirect", Redirect),
             ("/slow", Slow),
@@ -371,6 +372,13 @@ class CurlTest(AsyncHTTPTestCase):
         assert "URL rejected" in info.value.message
         # And the client goes on serving.
         assert self.echo()["method"] == "GET"
+
+    def test_non_ascii_url_is_sent_percent_encoded(self) -> None:
+        # As the simple client sends it; libcurl wrote the query's UTF-8
+        # bytes raw, which a strict server refuses (Tornado's curl client
+        # refused such a URL with UnicodeEncodeError).
+        seen = self.echo("/echo/caf\u00e9?q=\u00fc")
+        assert seen["uri"] == "/echo/caf%C3%A9?q=%C3%BC"
 
     def test_an_empty_location_is_not_followed(self) -> None:
         # As libcurl (Tornado's curl client lets it follow): the 302 is the

@@ -60,6 +60,7 @@ from squall.simple_httpclient._exchange import (
 from squall.simple_httpclient._policy import (
     REDIRECT_CODES,
     ascii_target,
+    fields_written_back,
     follows_redirects,
     options,
     redirected,
@@ -103,12 +104,6 @@ _PLAN_FIELDS = (
 )
 _plan_signature = operator.itemgetter(*_PLAN_FIELDS)
 _PLAN_CACHE_SIZE = 512
-
-# Fields the client sets even when the caller gave them (request_fields's
-# put): the request's own headers are given the value sent.
-_SET_FIELDS = frozenset(
-    ("Authorization", "User-Agent", "Expect", "Content-Length", "Accept-Encoding")
-)
 
 
 class SimpleAsyncHTTPClient(AsyncHTTPClient):
@@ -850,18 +845,9 @@ class _Fetch:
         own = req.headers
         own_fields: tuple[tuple[str, str], ...] = ()
         if isinstance(own, HTTPHeaders):
-            # What the client added, and what it set over the caller's
-            # value; never a proxy's credentials or a digest answer (which
-            # belongs to one challenge). A cached plan is only made for a
-            # request without fields of its own, so this holds for every
-            # fetch that reuses it.
-            own_fields = tuple(
-                (name, value)
-                for name, value in headers
-                if (name in _SET_FIELDS or name not in own)
-                and name != "Proxy-Authorization"
-                and not (wants_digest and name == "Authorization")
-            )
+            # A cached plan is only made for a request without fields of its
+            # own, so this holds for every fetch that reuses it.
+            own_fields = fields_written_back(headers, own, wants_digest)
         follows = follows_redirects(opts)
         may_digest = wants_digest and not self.digest_tried
 

@@ -42,6 +42,8 @@ from squall.simple_httpclient._mux import MuxConnection, StreamResponses
 from squall.simple_httpclient._mux import StreamFetch as _Fetch
 from squall.simple_httpclient._policy import (
     REDIRECT_CODES,
+    ascii_target,
+    fields_written_back,
     follows_redirects,
     options,
     redirected,
@@ -368,10 +370,19 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         except ValueError as exc:
             self.fail_fetch(fetch, exc)
             return None
+        own = request.headers
+        if isinstance(own, HTTPHeaders):
+            # What was sent, as the HTTP/1.1 client writes it (digest
+            # requests go over HTTP/1.1).
+            for name, value in fields_written_back(fetch.fields, own, False):
+                own[name] = value
         if parsed.query:
             fetch.path = (parsed.path or "/") + "?" + parsed.query
         elif parsed.path:
             fetch.path = parsed.path
+        if not fetch.path.isascii():
+            # Percent-encoded as the HTTP/1.1 client sends it.
+            fetch.path = ascii_target(fetch.path)
         fetch.follows = follows_redirects(opts)
         body = opts["body"]
         fetch.body = body.encode() if isinstance(body, str) else (body or b"")

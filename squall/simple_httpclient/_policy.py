@@ -110,6 +110,32 @@ def options(req: HTTPRequest) -> dict[str, Any]:
     return opts
 
 
+# Fields the client sets even when the caller gave them (request_fields's
+# put): the request's own headers are given the value sent.
+_SET_FIELDS = frozenset(
+    ("Authorization", "User-Agent", "Expect", "Content-Length", "Accept-Encoding")
+)
+
+
+def fields_written_back(
+    sent: list[tuple[str, str]], own: HTTPHeaders, wants_digest: bool
+) -> tuple[tuple[str, str], ...]:
+    """The fields of ``sent`` (`request_fields`'s) that go into the request's
+    own headers ``own``, as Tornado's client writes them there (tracers and
+    tests read them back from ``response.request.headers``).
+
+    What the client added, and what it set over the caller's value; never a
+    proxy's credentials or a digest answer (which belongs to one challenge).
+    """
+    return tuple(
+        (name, value)
+        for name, value in sent
+        if (name in _SET_FIELDS or name not in own)
+        and name != "Proxy-Authorization"
+        and not (wants_digest and name == "Authorization")
+    )
+
+
 def ascii_target(target: str) -> str:
     """``target`` (a request-target or a URL's path, query and fragment)
     with each non-ASCII character percent-encoded as UTF-8.

@@ -231,6 +231,17 @@ class PriorKnowledgeTest(AsyncHTTPTestCase):
         assert '"version": "HTTP/2.0"' in response.body.decode()
 
     @gen_test
+    async def test_request_as_the_http1_client_sends_it(self) -> None:
+        # A non-ASCII query goes percent-encoded (the server reads the same
+        # text back), and the request's headers hold the fields sent.
+        response = await self.http_client.fetch(self.get_url("/info?q=caf\u00e9"))
+        assert '"version": "HTTP/2.0"' in response.body.decode()
+        assert '"q": "caf\\u00e9"' in response.body.decode()
+        sent = response.request.headers
+        assert sent["User-Agent"].startswith("Squall/")
+        assert sent["Accept-Encoding"] == "gzip"
+
+    @gen_test
     async def test_server_closing_fails_fetches_in_flight(self) -> None:
         future = self.http_client.fetch(self.get_url("/slow"), raise_error=False)
         await asyncio.wait_for(self._app.settings["slow_started"].wait(), HANG_GUARD)

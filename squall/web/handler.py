@@ -495,7 +495,8 @@ class RequestHandler(
                     status = 304
             if status in (204, 304) or 100 <= status < 200:
                 if self._write_buffer and any(self._write_buffer):
-                    raise RuntimeError(f"Cannot send a body with status {status}")
+                    # Worded as Tornado words it: tests and log filters match it.
+                    raise RuntimeError(f"Cannot send body with status code HTTP{status}")
                 self._clear_representation_headers()
             else:
                 if self._headers is not headers:

@@ -159,6 +159,19 @@ class OwnHeadersHandler(RequestHandler):
         self.write("own")
 
 
+class BodyWithoutContentHandler(RequestHandler):
+    errors: list[str] = []
+
+    def get(self) -> None:
+        self.set_status(int(self.get_argument("status")))
+        self.write("x")
+        try:
+            self.finish()
+        except RuntimeError as exc:
+            BodyWithoutContentHandler.errors.append(str(exc))
+            raise
+
+
 class ResponseHeadTest(AsyncHTTPTestCase):
     def setUp(self) -> None:
         access = logging.getLogger("squall.access")
@@ -178,6 +191,7 @@ class ResponseHeadTest(AsyncHTTPTestCase):
                 ("/many", ManyHeadersHandler),
                 ("/nodict", NoDictHandler),
                 ("/own", OwnHeadersHandler),
+                ("/nocontent", BodyWithoutContentHandler),
             ]
         )
 
@@ -238,3 +252,15 @@ class ResponseHeadTest(AsyncHTTPTestCase):
         # set_header went through the application's class.
         assert _LoggingHeaders.seen == ["X-Own"]
         assert "Etag" in response.headers
+
+    def test_a_body_with_204_or_304_is_refused_in_tornados_words(self) -> None:
+        # Tests and log filters written for Tornado match this message.
+        BodyWithoutContentHandler.errors.clear()
+        for status in (204, 304):
+            with ExpectLog(app_log, "Uncaught exception"):
+                response = self.fetch(f"/nocontent?status={status}")
+            assert response.code == 500
+        assert BodyWithoutContentHandler.errors == [
+            "Cannot send body with status code HTTP204",
+            "Cannot send body with status code HTTP304",
+        ]

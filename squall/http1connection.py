@@ -198,6 +198,11 @@ class HTTP1Connection(Exchange):
         )
         self._body_timeout = self.params.body_timeout
         self._max_body_size: Optional[int] = None
+        buffer_size = getattr(stream, "max_buffer_size", None)
+        if self.params.max_body_size is None and buffer_size not in (None, _DEFAULT_MAX_BODY_SIZE):
+            # No body limit given: a body may fill the stream's read buffer,
+            # as large or as small as the caller made it.
+            self._max_body_size = buffer_size
         self._request_start_line: Optional[RequestStartLine] = None
         self._response_headers: Optional[HTTPHeaders] = None
         self._read_finished = False
@@ -220,7 +225,7 @@ class HTTP1Connection(Exchange):
             delegate = _GzipMessageDelegate(
                 delegate,
                 self.params.chunk_size,
-                self.params.max_body_size or _DEFAULT_MAX_BODY_SIZE,
+                self.params.max_body_size or self._max_body_size or _DEFAULT_MAX_BODY_SIZE,
             )
         return self._read_message(delegate)
 

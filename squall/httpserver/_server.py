@@ -170,8 +170,10 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         write_timeout: seconds a response may stay stuck in a full write
             buffer because the client stopped reading (60); then the
             connection is aborted. ``None`` waits forever.
-        max_body_size: largest request body (100 MB).
-        max_buffer_size: read buffer limit of detached streams.
+        max_body_size: largest request body (``max_buffer_size`` if that
+            is given, else 100 MB).
+        max_buffer_size: read buffer limit of detached streams, and the
+            default of ``max_body_size``.
         trusted_downstream: proxy addresses skipped in X-Forwarded-For.
         http2: also serve HTTP/2 (squall's own, no extra package): over
             TLS when the client picks ``h2`` by ALPN (the ``ssl_options``
@@ -236,6 +238,11 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self.request_callback = request_callback
         self.xheaders = xheaders
         self.protocol = protocol
+        if max_body_size is None and max_buffer_size is not None:
+            # Without a body limit of its own, a request body may be as large
+            # as the read buffer: HTTPServer(app, max_buffer_size=...) is how
+            # many programs raise (or lower) their upload limit.
+            max_body_size = max_buffer_size
         self.conn_params = HTTP1ConnectionParameters(
             decompress=decompress_request,
             chunk_size=chunk_size,

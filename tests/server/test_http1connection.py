@@ -235,6 +235,16 @@ class ClientTest(PairTestCase):
             assert await conn.read_response(Collect()) is False
 
     @gen_test
+    async def test_the_streams_buffer_size_is_the_default_body_limit(self) -> None:
+        # Without max_body_size, a body may be as large as the stream's read
+        # buffer, whose size the caller chose (the head alone is refused).
+        self.ours.max_buffer_size = 100
+        conn = self.conn()
+        await self.peer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n")
+        with ExpectLog("squall.general", ".*Content-Length too long", level=logging.INFO):
+            assert await conn.read_response(Collect()) is False
+
+    @gen_test
     async def test_truncated_body(self) -> None:
         conn = self.conn()
         await self.peer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel")

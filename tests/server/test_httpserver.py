@@ -159,6 +159,29 @@ class IdleTimeoutTest(ServerTestCase):
         await closed.wait()
 
 
+class BufferSizeBodyLimitTest(ServerTestCase):
+    # HTTPServer(app, max_buffer_size=...) without max_body_size is how many
+    # programs set their upload limit: the buffer size is the body limit.
+    options = {"max_buffer_size": 100}
+
+    @gen_test
+    async def test_max_buffer_size_is_the_default_body_limit(self) -> None:
+        stream = await self.connect()
+        await stream.write(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + b"a" * 100
+        )
+        head, _ = await self.read_response(stream)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        with ExpectLog("squall.general", ".*Content-Length too long", level=logging.INFO):
+            await stream.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n")
+            data = await stream.read_until_close()
+        assert data.startswith(b"HTTP/1.1 400 ")
+
+    def test_max_body_size_given_wins_over_the_buffer_size(self) -> None:
+        server = HTTPServer(respond, max_buffer_size=100, max_body_size=1000)
+        assert server.conn_params.max_body_size == 1000
+
+
 class TLSTest(ServerTestCase):
     options = {"ssl_options": SSL_OPTIONS}
 

@@ -1005,5 +1005,20 @@ APPS: dict[str, App] = {
             pytest_args=("test",),
             suite_timeout=5 * 60,
         ),
+        # The other pytest plugin for Tornado apps (io_loop, http_server,
+        # http_client and https_* fixtures, the gen_test marker): it starts
+        # HTTPServer itself and reads its sockets; its https tests make a
+        # certificate with pyOpenSSL.
+        App(
+            name="pytest-tornado",
+            version="0.8.1",
+            # The sdist has no tests.
+            tests_repo="eugeniy/pytest-tornado",
+            tests_ref="v0.8.1",
+            tests_paths=("test", "setup.cfg"),
+            test_deps=("pytest>=7.0,<9", "pyOpenSSL"),
+            pytest_args=("test",),
+            suite_timeout=5 * 60,
+        ),
     )
 }

@@ -347,6 +347,10 @@ class WebSocketHandler(RequestHandler, _Peer):
                     await result
         except Exception:
             self.log_exception(*sys.exc_info())
+            # A connection whose open() failed never opened: on_close() is
+            # not called for it (as on Tornado), so that it need not undo
+            # what open() did not get to do.
+            self._on_close_called = True
             protocol._abort()
             return
         # open() has read what it needed of the request: pack the rest.
@@ -681,7 +685,13 @@ class WebSocketHandler(RequestHandler, _Peer):
             opening.cancel()
         if not self._on_close_called:
             self._on_close_called = True
-            self.on_close()
+            try:
+                self.on_close()
+            except Exception:
+                # Reported as any error of the handler's (Tornado's on_close
+                # runs in the request's coroutine): through log_exception,
+                # which applications override to report errors.
+                self.log_exception(*sys.exc_info())
 
     def on_connection_close(self) -> None:
         """Called when the connection closes before the upgrade finished."""

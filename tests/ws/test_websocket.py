@@ -51,6 +51,7 @@ class Recorder:
         self.closed: Future[tuple[Optional[int], Optional[str]]] = Future()
         self.opened: Future[WebSocketHandler] = Future()
         self.events: list[Any] = []
+        self.reported: Future[BaseException] = Future()
 
 
 class Base(WebSocketHandler):
@@ -171,6 +172,34 @@ class FailingOpen(Base):
         raise RuntimeError("cannot open")
 
 
+class ReportsErrors(Base):
+    """Routes its errors through log_exception, as applications override it to report them."""
+
+    def initialize(self, rec: Recorder, options: Optional[dict[str, Any]] = None) -> None:
+        super().initialize(rec, options)
+        self.rec.reported = Future()
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        self.rec.events.append(("log_exception", typ.__name__, str(value)))
+        if not self.rec.reported.done():
+            self.rec.reported.set_result(value)
+
+
+class FailingOnClose(ReportsErrors):
+    def on_close(self) -> None:
+        super().on_close()
+        raise LookupError("cannot close")
+
+
+class FailingOpenReported(ReportsErrors):
+    def open(self, *args: Any) -> None:
+        raise RuntimeError("cannot open")
+
+    def on_close(self) -> None:
+        self.rec.events.append("on_close")
+        super().on_close()
+
+
 class ErrorAfterUpgrade(Base):
     def on_message(self, message: Any) -> None:
         self.rec.events.append((self.ping_interval, self.ping_timeout, self.max_message_size))
@@ -289,6 +318,8 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
                 ("/limited", Limited, args),
                 ("/plain", Plain),
                 ("/failing_open", FailingOpen, args),
+                ("/failing_open_reported", FailingOpenReported, args),
+                ("/failing_on_close", FailingOnClose, args),
                 ("/error_after_upgrade", ErrorAfterUpgrade, args),
                 ("/mixed_in", MixedIn, args),
                 ("/sees_connection", SeesItsConnection, args),
@@ -514,7 +545,41 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         with ExpectLog(app_log, "Uncaught exception"):
             ws = await self.connect("/failing_open")
             self.assertIsNone(await ws.read_message())
-        self.assertEqual(await self.rec.closed, (None, None))
+
+    @gen_test
+    async def test_a_connection_whose_open_failed_gets_no_on_close(self) -> None:
+        # As on Tornado: the connection never opened, so on_close() has
+        # nothing to undo (a handler that registers itself at the end of
+        # open() and unregisters in on_close() would fail there).
+        ws = await self.connect("/failing_open_reported")
+        self.assertIsNone(await ws.read_message())
+        reported = await self.rec.reported
+        self.assertEqual(str(reported), "cannot open")
+        # A whole other connection later (its handshake and an echo), the
+        # first handler still has not been told of a close.
+        other = await self.connect("/echo")
+        other.write_message("later")
+        self.assertEqual(await other.read_message(), "later")
+        self.assertNotIn("on_close", self.rec.events)
+        self.assertFalse(self.rec.closed.done())
+
+    @gen_test
+    async def test_an_error_in_on_close_goes_to_log_exception(self) -> None:
+        # Tornado's on_close() runs in the request's coroutine, whose errors
+        # reach the handler's log_exception (error reporters override it).
+        for close_from in ("client", "server"):
+            self.rec.closed = Future()
+            ws = await self.connect("/failing_on_close")
+            if close_from == "client":
+                ws.close(1000)
+            else:
+                ws.protocol.stream.close()
+            reported = await self.rec.reported
+            self.assertIsInstance(reported, LookupError)
+            self.assertEqual(str(reported), "cannot close")
+            self.assertEqual(
+                self.rec.closed.result(), (1000, None) if close_from == "client" else (None, None)
+            )
 
     @gen_test
     async def test_send_error_after_upgrade_aborts(self) -> None:

@@ -76,6 +76,8 @@ class WebSocketClientConnection(_Peer):
     # ``Mock(spec=WebSocketClientConnection)`` offers the class's names);
     # every connection sets its own in __init__.
     protocol: WebSocketProtocol13 = None  # type: ignore[assignment]
+    # Whether the application called close() (see write_message, ping).
+    _closed_here = False
 
     def __init__(
         self,
@@ -428,20 +430,33 @@ class WebSocketClientConnection(_Peer):
             WebSocketClosedError: the connection is closed.
         """
         # (The protocol refuses it once closing.)
-        return self.protocol.write_message(message, binary)
+        try:
+            return self.protocol.write_message(message, binary)
+        except WebSocketClosedError:
+            if self._closed_here:
+                # Tornado's words once the application closed the connection.
+                raise WebSocketClosedError("Client connection has been closed") from None
+            raise
 
     def ping(self, data: Union[str, bytes] = b"") -> None:
         """Sends a ping (at most 125 bytes of ``data``).
 
         Raises:
             ValueError: ``data`` is too long.
-            WebSocketClosedError: the connection is closed.
+            WebSocketClosedError: `close` was called.
+            squall.iostream.StreamClosedError: the server or the network
+                closed the connection.
         """
         payload = utf8(data)
         if len(payload) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
         if self.protocol.is_closing():
-            raise WebSocketClosedError()
+            if self._closed_here:
+                raise WebSocketClosedError()
+            # Closed by the server or the network, not by close(): what
+            # Tornado's client raises then is its stream's error, and code
+            # written for it catches that.
+            raise StreamClosedError()
         self.protocol.write_ping(payload)
 
     def close(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
@@ -451,6 +466,7 @@ class WebSocketClientConnection(_Peer):
         it waited for the application) so that the closing handshake ends.
         """
         self.protocol.close(code, reason)
+        self._closed_here = True
         space = self._space
         if space is not None:
             self._space = None
@@ -476,7 +492,7 @@ class WebSocketClientConnection(_Peer):
         return self.protocol.close_reason
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        app_log.error("Uncaught exception in WebSocket client", exc_info=(typ, value, tb))
+        app_log.error("Uncaught exception %s", value, exc_info=(typ, value, tb))
 
 
 def _client_ssl_options(request: HTTPRequest) -> Any:

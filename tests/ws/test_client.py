@@ -11,15 +11,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from squall._ws import accept_key
+from squall.concurrent import Future
 from squall.httpclient import HTTPClientError, HTTPRequest, _RequestProxy
 from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
+from squall.log import app_log
 from squall.queues import QueueEmpty
 from squall.tcpclient import TCPClient
-from squall.testing import AsyncHTTPTestCase, AsyncTestCase, gen_test
+from squall.testing import AsyncHTTPTestCase, AsyncTestCase, ExpectLog, gen_test
 from squall.web import Application
 from squall.websocket import (
     WebSocketClientConnection,
+    WebSocketClosedError,
     WebSocketError,
     WebSocketHandler,
     websocket_connect,
@@ -246,7 +249,10 @@ class _Replay(asyncio.StreamReader):
 
 class Echo(WebSocketHandler):
     def on_message(self, message: Any) -> None:
-        self.write_message(message)
+        if message == "close":
+            self.close(4001, "asked to")
+        else:
+            self.write_message(message)
 
 
 class ThroughProxy(AsyncHTTPTestCase):
@@ -457,6 +463,50 @@ class EchoingPeer(AsyncHTTPTestCase):
         ws.write_message("hi")
         assert await ws.read_message() == "hi"
         ws.close()
+
+    @gen_test
+    async def test_what_sending_raises_after_each_kind_of_close(self) -> None:
+        # Closed by the server: a write is refused with WebSocketClosedError
+        # and a ping with the stream's StreamClosedError, which is what
+        # Tornado's client raises there and what code written for it catches.
+        url = f"ws://127.0.0.1:{self.get_http_port()}/echo"
+        ws = await websocket_connect(url)
+        ws.write_message("close")
+        assert await ws.read_message() is None
+        assert (ws.close_code, ws.close_reason) == (4001, "asked to")
+        with self.assertRaises(StreamClosedError):
+            ws.ping(b"x")
+        with self.assertRaises(WebSocketClosedError):
+            ws.write_message("x")
+        # Closed by the application: both refused with WebSocketClosedError,
+        # the write in Tornado's words.
+        ws = await websocket_connect(url)
+        ws.close()
+        with self.assertRaises(WebSocketClosedError) as refused:
+            ws.write_message("x")
+        assert str(refused.exception) == "Client connection has been closed"
+        with self.assertRaises(WebSocketClosedError):
+            ws.ping(b"x")
+        assert await ws.read_message() is None
+
+    @gen_test
+    async def test_an_error_in_on_message_callback_is_logged_with_its_text(self) -> None:
+        # Tornado's client logs "Uncaught exception <the error's text>", then
+        # drops the connection (the callback is told with None).
+        closed: Future[None] = Future()
+
+        def callback(message: Any) -> None:
+            if message is None:
+                closed.set_result(None)
+            elif message == "boom":
+                raise ValueError("callback went wrong")
+
+        with ExpectLog(app_log, "Uncaught exception callback went wrong"):
+            ws = await websocket_connect(
+                f"ws://127.0.0.1:{self.get_http_port()}/echo", on_message_callback=callback
+            )
+            ws.write_message("boom")
+            await closed
 
 
 class Pinged(WebSocketHandler):

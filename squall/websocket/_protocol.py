@@ -144,9 +144,11 @@ class WebSocketProtocol13(WebSocketProtocol):
     Args:
         peer: the handler or client connection to call back.
         client: True on the client side.
-        ping_interval: seconds between pings we send (None or 0: none).
+        ping_interval: seconds between pings we send (None or 0: none;
+            read back as 0).
         ping_timeout: close if a ping is not answered within this many seconds
-            (None: ``ping_interval``; 0: never).
+            (None: ``ping_interval``; 0: never; more than ``ping_interval``:
+            ``ping_interval``, with a warning).
         max_message_size: the largest message accepted, in bytes.
     """
 
@@ -206,8 +208,16 @@ class WebSocketProtocol13(WebSocketProtocol):
     ) -> None:
         self.peer: Optional[_Peer] = peer
         self.client = client
+        # As Tornado's protocol reads them back: 0 for no pings, and a
+        # timeout no longer than the interval (a longer one is cut to it).
+        if not ping_interval:
+            ping_interval = 0
+        if ping_timeout is None:
+            ping_timeout = ping_interval
+        elif ping_interval and ping_timeout > ping_interval:
+            ping_timeout = _capped_ping_timeout(ping_timeout, ping_interval)
         self.ping_interval = ping_interval
-        self.ping_timeout = ping_interval if ping_timeout is None else ping_timeout
+        self.ping_timeout = ping_timeout
         if type(max_message_size) is not int:
             # (1e7, say: an int for the compiled WSConnection; see squall._sizes.)
             setting = "max_message_size" if client else "websocket_max_message_size"
@@ -869,6 +879,26 @@ class WebSocketProtocol13(WebSocketProtocol):
         self.peer = None
         if peer is not None:
             peer.on_ws_connection_close(self.close_code, self.close_reason)
+
+
+# The (timeout, interval) pairs warned about (see _capped_ping_timeout).
+_warned_ping_timeouts: set[tuple[float, float]] = set()
+
+
+def _capped_ping_timeout(timeout: float, interval: float) -> float:
+    """The ping timeout to use when ``timeout`` is over ``interval``: the
+    interval, with a warning once per process for each pair of values (one
+    per connection would flood the log)."""
+    if (timeout, interval) not in _warned_ping_timeouts:
+        _warned_ping_timeouts.add((timeout, interval))
+        gen_log.warning(
+            "The websocket_ping_timeout (%s) cannot be longer than the "
+            "websocket_ping_interval (%s).\nSetting websocket_ping_timeout=%s",
+            timeout,
+            interval,
+            interval,
+        )
+    return interval
 
 
 # The resolved future of the loop connections last started on (see _done).

@@ -11,7 +11,7 @@ from squall import _ws
 from squall.concurrent import Future
 from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
-from squall.log import app_log
+from squall.log import app_log, gen_log
 from squall.testing import AsyncTestCase, ExpectLog, gen_test
 from squall.websocket import WebSocketClosedError, WebSocketProtocol, WebSocketProtocol13
 from squall.websocket._protocol import _Peer
@@ -404,6 +404,34 @@ class ProtocolTest(AsyncTestCase):
         while len(peer.messages) < 1000:
             await asyncio.sleep(0)
         self.assertGreater(ticks, 10)
+
+    def test_ping_settings_read_back_as_tornados_protocol_gives_them(self) -> None:
+        # 0 for no pings; a timeout defaults to the interval and is cut to it
+        # when longer (with one warning per pair of values, not one per
+        # connection); without an interval a timeout is kept as given.
+        def read(interval: Any, timeout: Any) -> tuple[Any, Any]:
+            proto = WebSocketProtocol13(
+                Peer(), client=False, ping_interval=interval, ping_timeout=timeout
+            )
+            return proto.ping_interval, proto.ping_timeout
+
+        self.assertEqual(read(None, None), (0, 0))
+        self.assertEqual(read(0, None), (0, 0))
+        self.assertEqual(read(None, 5), (0, 5))
+        self.assertEqual(read(10, None), (10, 10))
+        self.assertEqual(read(10, 5), (10, 5))
+        self.assertEqual(read(10, 0), (10, 0))
+        protocol_module._warned_ping_timeouts.discard((30, 10))
+        with self.assertLogs(gen_log, "WARNING") as logs:
+            self.assertEqual(read(10, 30), (10, 10))
+            self.assertEqual(read(10, 30), (10, 10))
+        self.assertEqual(
+            [record.getMessage().splitlines()[0] for record in logs.records],
+            [
+                "The websocket_ping_timeout (30) cannot be longer than the"
+                " websocket_ping_interval (10)."
+            ],
+        )
 
     @gen_test
     async def test_periodic_pings_time_out(self) -> None:

@@ -153,7 +153,7 @@ class PerMessageDeflate:
             else:
                 out = dec.decompress(data, limit + 1)
                 if len(out) > limit or dec.unconsumed_tail:
-                    raise RemoteProtocolError("message too big", 1009)
+                    raise RemoteProtocolError("message too big after decompression", 1009)
         except zlib.error as exc:
             raise RemoteProtocolError(f"invalid compressed data: {exc}", 1007) from None
         if final and self._remote_reset:

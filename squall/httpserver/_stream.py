@@ -50,6 +50,55 @@ def take_received(inbox: bytearray, buf: Union[bytearray, memoryview], eof: bool
     return n
 
 
+# What an `ssl.SSLSocket` answers that the plain socket asyncio exposes does
+# not: asked of `_TLSSocketView`, they go to the connection's SSL object.
+_TLS_NAMES = frozenset(
+    [
+        "getpeercert",
+        "cipher",
+        "shared_ciphers",
+        "compression",
+        "version",
+        "selected_alpn_protocol",
+        "selected_npn_protocol",
+        "get_channel_binding",
+        "get_verified_chain",
+        "get_unverified_chain",
+        "server_side",
+        "server_hostname",
+        "session",
+        "session_reused",
+        "context",
+        "pending",
+    ]
+)
+
+
+class _TLSSocketView:
+    """``stream.socket`` of a TLS connection served over an asyncio transport.
+
+    On Tornado that is an `ssl.SSLSocket`, and handlers read the peer's
+    certificate or the cipher from it (``self.request.connection.stream.socket.getpeercert()``,
+    ``ws_connection.stream.socket.cipher()``). asyncio keeps the TLS state
+    in an `ssl.SSLObject` beside a plain socket: this answers the TLS
+    methods from the one and everything else from the other.
+    """
+
+    __slots__ = ("_sock", "_tls")
+
+    def __init__(self, sock: Any, tls: Any) -> None:
+        self._sock = sock
+        self._tls = tls
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _TLS_NAMES:
+            return getattr(self._tls, name)
+        return getattr(self._sock, name)
+
+    def __repr__(self) -> str:
+        return f"<TLS {self._sock!r}>"
+
+
 def _to_websocket(data: bytes) -> None:
     """The receiver that stands for the adopted WebSocket's ``receive_bytes`` (never called)."""
     raise AssertionError("_TransportStream.feed_data calls the WebSocket's _receive instead")
@@ -161,10 +210,19 @@ class _TransportStream(BaseIOStream):
 
     @property
     def socket(self) -> Any:
-        """The connection's socket (as asyncio exposes it); None once closed, as an IOStream's."""
+        """The connection's socket; None once closed, as an IOStream's.
+
+        Over TLS it also answers `ssl.SSLSocket`'s TLS methods
+        (``getpeercert``, ``cipher``, ``version``...), as Tornado's does.
+        """
         if self._closed:
             return None
-        return self._transport.get_extra_info("socket")
+        transport = self._transport
+        sock = transport.get_extra_info("socket")
+        tls = transport.get_extra_info("ssl_object")
+        if tls is None or sock is None:
+            return sock
+        return _TLSSocketView(sock, tls)
 
     def fileno(self) -> Any:
         """The socket, for logs; the stream never registers it with the IOLoop."""
@@ -228,7 +286,7 @@ class _TransportStream(BaseIOStream):
 
     def set_nodelay(self, value: bool) -> None:
         """Set TCP_NODELAY on the socket, if it is a TCP socket."""
-        sock = self.socket
+        sock = None if self._closed else self._transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)

@@ -212,6 +212,43 @@ class TLSTest(ServerTestCase):
             HTTPServer(self.handle, ssl_options={"certfile": "/missing.crt"})
 
 
+class TLSSocketOfTheStreamTest(ServerTestCase):
+    # Handlers written for Tornado read the peer's certificate and the
+    # cipher from ``request.connection.stream.socket`` (an ssl.SSLSocket
+    # there), on requests and on WebSocket connections alike.
+    options = {
+        "ssl_options": dict(
+            SSL_OPTIONS, ca_certs=SSL_OPTIONS["certfile"], cert_reqs=ssl.CERT_REQUIRED
+        )
+    }
+
+    def handle(self, request: HTTPServerRequest) -> None:
+        sock = request.connection.stream.socket  # type: ignore[union-attr]
+        cert = sock.getpeercert()
+        der = sock.getpeercert(binary_form=True)
+        assert der == request.get_ssl_certificate(binary_form=True)
+        parts = [
+            dict(cert["subject"][0])["commonName"],
+            str(isinstance(der, bytes) and len(der) > 0),
+            str(type(sock.cipher()).__name__),
+            str(sock.version() is not None),
+            str(sock.family == socket.AF_INET),
+        ]
+        respond(request, " ".join(parts).encode())
+
+    @gen_test
+    async def test_stream_socket_answers_the_tls_methods(self) -> None:
+        context = ssl.create_default_context(cafile=SSL_OPTIONS["certfile"])
+        context.load_cert_chain(SSL_OPTIONS["certfile"], SSL_OPTIONS["keyfile"])
+        stream = SSLIOStream(socket.socket(), ssl_options=context)
+        self.streams.append(stream)
+        await stream.connect(("127.0.0.1", self.port), server_hostname="localhost")
+        await stream.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        head, body = await self.read_response(stream)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert body == b"localhost True tuple True True"
+
+
 class UnixSocketTest(AsyncTestCase):
     @gen_test
     async def test_unix_socket(self) -> None:

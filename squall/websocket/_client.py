@@ -217,8 +217,10 @@ class WebSocketClientConnection(_Peer):
                 raise WebSocketError(f"WebSocket handshake failed: {exc}") from exc
         except StreamClosedError as exc:
             # Closed before the handshake's answer: as Tornado's client, the
-            # socket's own error, else a 599 HTTPStreamClosedError; closed
-            # within a refusal's body, Tornado's raises StreamClosedError.
+            # socket's own error, else a 599 HTTPStreamClosedError saying
+            # "Stream closed" (the fetch's wording when no response head
+            # came, which retry checks match); closed within a refusal's
+            # body, Tornado's raises StreamClosedError.
             stream.close()
             if isinstance(exc, _RefusalCutShort):
                 raise StreamClosedError(exc.real_error) from None
@@ -226,7 +228,7 @@ class WebSocketClientConnection(_Peer):
                 raise exc.real_error from None
             from squall.simple_httpclient import HTTPStreamClosedError
 
-            raise HTTPStreamClosedError("Connection closed") from None
+            raise HTTPStreamClosedError("Stream closed") from None
         except BaseException:
             stream.close()
             raise

@@ -121,6 +121,20 @@ class ScriptedServers(AsyncTestCase):
             self.assertEqual(info.exception.code, 599)
 
     @gen_test
+    async def test_a_server_that_closes_before_answering_fails_with_stream_closed(self) -> None:
+        # The message is the fetch's for the same case (no response head):
+        # programs that retry on a dropped connection match on it.
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.close()
+
+        async with scripted(hang_up) as port:
+            with self.assertRaises(HTTPClientError) as info:
+                await websocket_connect(f"ws://127.0.0.1:{port}/")
+        self.assertEqual(info.exception.code, 599)
+        self.assertEqual(str(info.exception), "Stream closed")
+
+    @gen_test
     async def test_request_line_and_headers(self) -> None:
         seen: list[bytes] = []
 

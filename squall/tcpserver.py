@@ -29,7 +29,7 @@ from squall import gen, process
 from squall._sizes import byte_count
 from squall.ioloop import IOLoop
 from squall.iostream import IOStream, SSLIOStream
-from squall.log import app_log
+from squall.log import app_log, gen_log
 from squall.netutil import (
     _DEFAULT_BACKLOG,
     _check_ssl_option_keys,
@@ -64,6 +64,35 @@ def _check_ssl_options(ssl_options: Union[dict[str, Any], ssl.SSLContext]) -> No
         _check_ssl_option_keys(ssl_options)
 
 
+# The ssl_options keys that name files a context is read from.
+_SSL_FILE_KEYS = ("certfile", "keyfile", "ca_certs")
+
+
+def _ssl_files_state(ssl_options: dict[str, Any]) -> Optional[tuple[Any, ...]]:
+    """What the files an ``ssl_options`` dict names look like on disk now
+    (modification time, size, inode of each); None while one is missing."""
+    state: list[Any] = []
+    for key in _SSL_FILE_KEYS:
+        path = ssl_options.get(key)
+        if path is None:
+            state.append(None)
+            continue
+        try:
+            st = os.stat(path)
+        except (OSError, TypeError, ValueError):
+            return None
+        state.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(state)
+
+
+def _log_unreadable_ssl_files(exc: BaseException) -> None:
+    gen_log.warning(
+        "ssl_options: the certificate files changed but do not load (%s); "
+        "serving the previous certificate",
+        exc,
+    )
+
+
 class TCPServer:
     """A non-blocking, single-threaded TCP server.
 
@@ -95,7 +124,10 @@ class TCPServer:
     A certificate or key that cannot be loaded raises `OSError` or
     `ssl.SSLError` where the context is first needed: `~squall.httpserver.HTTPServer`'s
     `listen`/`add_sockets`, or a plain `TCPServer`'s first connection
-    (logged, and the connection closed).
+    (logged, and the connection closed). The files of a dict are read again
+    for the next connection once they change on disk (a renewed
+    certificate); files that then do not load are logged and the previous
+    certificate serves on.
     """
 
     def __init__(
@@ -109,6 +141,9 @@ class TCPServer:
             _check_ssl_options(ssl_options)
         # (the options it was made from, the context): made on first use.
         self._ssl_made: Optional[tuple[Any, ssl.SSLContext]] = None
+        # How the files of an ssl_options dict looked when last read (see
+        # _ssl_files_replaced).
+        self._ssl_files: Optional[tuple[Any, ...]] = None
         self.max_buffer_size = byte_count("max_buffer_size", max_buffer_size)
         self.read_chunk_size = byte_count("read_chunk_size", read_chunk_size)
         # Listening sockets by file descriptor, with the function that stops
@@ -129,8 +164,40 @@ class TCPServer:
             return options
         made = self._ssl_made
         if made is None or made[0] is not options:
+            self._ssl_files = _ssl_files_state(options)
             made = self._ssl_made = (options, ssl_options_to_context(options, server_side=True))
         return made[1]
+
+    def _ssl_files_replaced(self) -> bool:
+        """Whether the files of the ``ssl_options`` dict changed on disk since
+        they were last read or looked at (a renewed certificate).
+
+        Tornado reads them again for every connection, so a certificate
+        replaced on disk is served from the next connection on; Squall keeps
+        the context and looks at the files' state (one ``stat`` each) instead.
+        """
+        options = self.ssl_options
+        if not isinstance(options, dict) or self._ssl_made is None:
+            return False
+        state = _ssl_files_state(options)
+        if state is None or state == self._ssl_files:
+            # Unchanged, or a file missing (mid-replacement): keep serving.
+            return False
+        self._ssl_files = state
+        return True
+
+    def _reread_ssl_files(self) -> None:
+        """Make the context again from the dict's files, if they were replaced."""
+        if not self._ssl_files_replaced():
+            return
+        options = self.ssl_options
+        assert isinstance(options, dict)
+        try:
+            context = ssl_options_to_context(options, server_side=True)
+        except (OSError, ssl.SSLError, ValueError) as e:
+            _log_unreadable_ssl_files(e)
+            return
+        self._ssl_made = (options, context)
 
     def listen(
         self,
@@ -260,6 +327,8 @@ class TCPServer:
         raise NotImplementedError()
 
     def _handle_connection(self, connection: socket.socket, address: Any) -> None:
+        if self._ssl_made is not None:
+            self._reread_ssl_files()
         context = self._ssl_context
         if context is not None:
             try:

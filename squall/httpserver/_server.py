@@ -23,7 +23,7 @@ from squall.httputil import (
 from squall.httputil._drivers import _limits
 from squall.iostream import IOStream, SSLIOStream
 from squall.netutil import _listen_backlog, ssl_options_to_context
-from squall.tcpserver import TCPServer
+from squall.tcpserver import TCPServer, _log_unreadable_ssl_files
 from squall.util import Configurable
 
 __all__ = ["HTTPServer"]
@@ -156,7 +156,9 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         xheaders: take the client's address and scheme from
             ``X-Real-Ip``/``X-Forwarded-For`` and ``X-Scheme``/``X-Forwarded-Proto``.
         ssl_options: an `ssl.SSLContext` or a dict for
-            `squall.netutil.ssl_options_to_context`, to serve HTTPS.
+            `squall.netutil.ssl_options_to_context`, to serve HTTPS. A
+            dict's files replaced on disk are served from the next
+            handshake on (see `~squall.httpserver.HTTPServer.reload_ssl`).
         protocol: force ``request.protocol`` (``"http"``/``"https"``).
         decompress_request: decode ``Content-Encoding: gzip`` request bodies.
         chunk_size: largest body piece given to ``data_received`` (64 KB).
@@ -427,6 +429,8 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
                 raise ValueError(
                     "reload_ssl: the server was given an SSLContext; pass the new context"
                 )
+            # Read now: the files' state need not make the next handshake read them again.
+            self._ssl_files_replaced()
         context = ssl_options_to_context(ssl_options, server_side=True)
         if self._h2_limits is not None:
             context.set_alpn_protocols(["h2", "http/1.1"])
@@ -439,7 +443,20 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         # The context a connection starts with is the one the listeners and
         # protocols were given at add_sockets: rather than rebuild those, a
         # new handshake moves to the current context in its first callback.
-        serving.sni_callback = self._switch_context
+        serving.sni_callback = self._on_client_hello
+
+    def _on_client_hello(
+        self, ssl_object: Any, server_name: Optional[str], serving: ssl.SSLContext
+    ) -> Optional[int]:
+        # Every handshake's first callback. The files of an ssl_options dict
+        # replaced on disk (a renewed certificate) are read again first, as
+        # Tornado, which reads them for every connection, serves them.
+        if self._ssl_files_replaced():
+            try:
+                self.reload_ssl()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                _log_unreadable_ssl_files(exc)
+        return self._switch_context(ssl_object, server_name, serving)
 
     def _switch_context(
         self, ssl_object: Any, server_name: Optional[str], serving: ssl.SSLContext
@@ -476,6 +493,13 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
             owners.add(self)
         params = self.conn_params
         ssl_context = self._ssl_context
+        if (
+            ssl_context is not None
+            and isinstance(self.ssl_options, dict)
+            and ssl_context.sni_callback is None
+        ):
+            # Our own context, made from files: see _on_client_hello.
+            ssl_context.sni_callback = self._on_client_hello
         # On asyncio's own loops a connection starts TLS itself (start_tls),
         # so that a failed handshake is logged as Tornado logs it. Other
         # loops (uvloop) start reading after connection_made() returns, past

@@ -2,7 +2,10 @@
 
 Two self-signed certificates are made with the ``openssl`` command; the test
 reads which one each new handshake presents, and checks that a connection
-opened before the reload keeps serving.
+opened before the reload keeps serving. Files of an ``ssl_options`` dict
+replaced on disk are served from the next handshake on without a reload, as
+on Tornado (which reads them for every connection), by `HTTPServer` and by
+`TCPServer`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 import pytest
 
 from squall.httpserver import HTTPServer
-from squall.testing import bind_unused_port
+from squall.iostream import IOStream
+from squall.tcpserver import TCPServer
+from squall.testing import ExpectLog, bind_unused_port
 from squall.web import Application, RequestHandler
 from tests._wait import HANG_GUARD
 
@@ -129,6 +134,84 @@ def test_rotated_files_reloaded(tmp_path: Path, http2: bool, loop: str) -> None:
             await server.close_all_connections()
 
     run(main, loop)
+
+
+@pytest.mark.parametrize(
+    ("http2", "loop"), [(False, "asyncio"), (True, "asyncio"), (True, "uvloop")]
+)
+def test_files_replaced_on_disk_are_served_without_a_reload(
+    tmp_path: Path, http2: bool, loop: str
+) -> None:
+    # A Tornado program whose certificate is renewed on disk (certbot) serves
+    # the new one to new connections with no restart and no call.
+    first_cert, first_key = make_cert(tmp_path, "first")
+    second_cert, second_key = make_cert(tmp_path, "second")
+    live_cert, live_key = tmp_path / "live.crt", tmp_path / "live.key"
+    shutil.copy(first_cert, live_cert)
+    shutil.copy(first_key, live_key)
+
+    async def main() -> None:
+        options = {"certfile": str(live_cert), "keyfile": str(live_key)}
+        server, port, _ = serve(options, http2=http2)
+        try:
+            seen, r1, w1 = await handshake(port)
+            assert seen == der(first_cert)
+            # Half replaced (the key still the old one): logged, the old
+            # certificate serves on.
+            shutil.copy(second_cert, live_cert)
+            with ExpectLog("squall.general", "ssl_options: the certificate files changed"):
+                seen, _, w = await handshake(port)
+            assert seen == der(first_cert)
+            await close(w)
+            shutil.copy(second_key, live_key)
+            seen, r2, w2 = await handshake(port)
+            assert seen == der(second_cert)
+            assert await get(r2, w2) == b"hi"
+            assert await get(r1, w1) == b"hi"
+            await close(w1)
+            await close(w2)
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    run(main, loop)
+
+
+class _Echo(TCPServer):
+    async def handle_stream(self, stream: IOStream, address: Any) -> None:
+        try:
+            await stream.write(await stream.read_until(b"\n"))
+        finally:
+            stream.close()
+
+
+def test_tcpserver_serves_files_replaced_on_disk(tmp_path: Path) -> None:
+    first_cert, first_key = make_cert(tmp_path, "first")
+    second_cert, second_key = make_cert(tmp_path, "second")
+    live_cert, live_key = tmp_path / "live.crt", tmp_path / "live.key"
+    shutil.copy(first_cert, live_cert)
+    shutil.copy(first_key, live_key)
+
+    async def echoed(port: int) -> bytes:
+        seen, reader, writer = await handshake(port)
+        writer.write(b"x\n")
+        assert await asyncio.wait_for(reader.readline(), DEADLINE) == b"x\n"
+        await close(writer)
+        return seen
+
+    async def main() -> None:
+        server = _Echo(ssl_options={"certfile": str(live_cert), "keyfile": str(live_key)})
+        sock, port = bind_unused_port()
+        server.add_sockets([sock])
+        try:
+            assert await echoed(port) == der(first_cert)
+            shutil.copy(second_cert, live_cert)
+            shutil.copy(second_key, live_key)
+            assert await echoed(port) == der(second_cert)
+        finally:
+            server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), DEADLINE * 2))
 
 
 def test_new_context_and_a_bad_certificate(tmp_path: Path) -> None:

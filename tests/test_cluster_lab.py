@@ -27,6 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 LAB_DIR = ROOT / "benchmarks" / "cluster"
 
 
+def _tag(suffix: str) -> str:
+    """A lab tag of this process's own: make test runs this file in two
+    stages at once, and a fixed tag made both add the same bridge."""
+    return f"q{os.getpid() % 100000}{suffix}"
+
+
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("_netlab", LAB_DIR / "netlab.py")
     assert spec is not None and spec.loader is not None
@@ -113,9 +119,9 @@ def test_a_network_is_held_by_its_lab_until_close() -> None:
     # from before it checks the /24 until it closes.
     rival = netlab.Lab.__new__(netlab.Lab)
     rival._claim = None
-    with netlab.Lab(fallback=False, tag="sqhold1") as first:
+    with netlab.Lab(fallback=False, tag=_tag("h1")) as first:
         assert not rival._take(first.network)
-        with netlab.Lab(fallback=False, tag="sqhold2") as second:
+        with netlab.Lab(fallback=False, tag=_tag("h2")) as second:
             assert second.network != first.network
             assert not rival._take(second.network)
     assert first._claim is None and second._claim is None
@@ -152,8 +158,8 @@ def test_nothing_outside_the_lab_is_reachable() -> None:
 
 def test_refuses_hosts_that_are_not_its_own() -> None:
     with (
-        netlab.Lab(fallback=False, tag="sqt1") as one,
-        netlab.Lab(fallback=False, tag="sqt2") as two,
+        netlab.Lab(fallback=False, tag=_tag("t1")) as one,
+        netlab.Lab(fallback=False, tag=_tag("t2")) as two,
     ):
         mine = one.add_host("a")
         theirs = two.add_host("a")
@@ -173,14 +179,15 @@ def test_refuses_hosts_that_are_not_its_own() -> None:
 
 
 def test_refuses_a_namespace_that_exists_already() -> None:
-    subprocess.run([netlab.IP, "netns", "add", "sqt3-a"], check=True)
+    tag = _tag("t3")
+    subprocess.run([netlab.IP, "netns", "add", f"{tag}-a"], check=True)
     try:
-        with netlab.Lab(fallback=False, tag="sqt3") as lab:
+        with netlab.Lab(fallback=False, tag=tag) as lab:
             with pytest.raises(netlab.LabError, match="exists already"):
                 lab.add_host("a")
-        assert "sqt3-a" in _netns(), "the lab removed a namespace it did not make"
+        assert f"{tag}-a" in _netns(), "the lab removed a namespace it did not make"
     finally:
-        subprocess.run([netlab.IP, "netns", "del", "sqt3-a"], check=False)
+        subprocess.run([netlab.IP, "netns", "del", f"{tag}-a"], check=False)
 
 
 DRIVER = """

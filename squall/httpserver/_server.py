@@ -240,10 +240,11 @@ class HTTPServer(TCPServer, Configurable, HTTPServerConnectionDelegate):
         self.request_callback = request_callback
         self.xheaders = xheaders
         self.protocol = protocol
-        if max_body_size is None and max_buffer_size is not None:
+        if max_body_size is None and type(max_buffer_size) is int and max_buffer_size > 0:
             # Without a body limit of its own, a request body may be as large
             # as the read buffer: HTTPServer(app, max_buffer_size=...) is how
-            # many programs raise (or lower) their upload limit.
+            # many programs raise (or lower) their upload limit. (A bad
+            # max_buffer_size is refused below, by its own name.)
             max_body_size = max_buffer_size
         self.conn_params = HTTP1ConnectionParameters(
             decompress=decompress_request,

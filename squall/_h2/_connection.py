@@ -46,6 +46,7 @@ from squall._h2._limits import H2Limits
 from squall._h2._rules import CONNECTION_FIELDS as _CONNECTION_FIELDS
 from squall._h2._rules import NO_LENGTH, content_length
 from squall._h2._rules import bad_value as _bad_value
+from squall._h2._rules import field_octets as _field_octets
 from squall._h2._rules import good_method as _method
 from squall._h2._rules import good_name as _good_name
 from squall._h2._rules import good_scheme as _scheme
@@ -178,6 +179,22 @@ _VALUES_PER_NAME: Final = 64
 _VALUE_MAX: Final = 256
 
 
+# ``:status`` of the final heads, the codes in common use pre-encoded.
+_FINAL_STATUS: Final[dict[int, bytes]] = {code: encoded_status(code) for code in range(200, 600)}
+
+
+def _final_status(status: int) -> bytes:
+    # ``:status`` of a final head (a miss of _FINAL_STATUS). A head's status
+    # is three digits and HTTP/2 has no 101 (RFC 9113 §8.6): HTTP/1.1 sends
+    # that one, but an HTTP/2 client takes it as a broken connection, so it
+    # is refused, as HTTP/1.1 refuses 99 or 1000.
+    if not 200 <= status <= 999:
+        if status == 101:
+            raise ValueError("invalid final status code 101: HTTP/2 has no 101 Switching Protocols")
+        raise ValueError(f"invalid final status code {status!r}")
+    return encoded_status(status)
+
+
 def _values_of(name: str) -> dict[str, bytes]:
     if len(_field_values) >= _VALUE_NAMES:
         _field_values.clear()
@@ -195,11 +212,7 @@ def _field(name: str, value: str, memo: dict[str, bytes]) -> bytes:
     if len(prefix) == 0:
         field = b""
     else:
-        try:
-            raw = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raw = value.encode("utf-8")
-        field = _literal_field(prefix, name.encode("ascii"), raw)
+        field = _literal_field(prefix, name.encode("ascii"), _field_octets(name, value))
     if len(value) <= _VALUE_MAX:
         if len(memo) >= _VALUES_PER_NAME:
             memo.clear()
@@ -537,7 +550,12 @@ class H2Connection(H2Base):
     ) -> bytes:
         """A response head as the header block `send_head_block` sends
         (names lowercase; bytes as they are, text as UTF-8). Encoding uses
-        no connection state: the block may be sent later."""
+        no connection state: the block may be sent later.
+
+        Raises:
+            ValueError: ``status`` is no final status HTTP/2 can carry.
+        """
+        _final_status(status)
         return self._encoder.encode_response(status, headers)
 
     def encode_fields(self, status: int, fields: dict[str, list[str]]) -> bytes:
@@ -549,7 +567,7 @@ class H2Connection(H2Base):
         Raises:
             ValueError: a name or value is not text (or a name not ASCII).
         """
-        parts = [encoded_status(status)]
+        parts = [_FINAL_STATUS.get(status) or _final_status(status)]
         memos = _field_values
         try:
             for name, values in fields.items():

@@ -15,6 +15,7 @@ __all__ = [
     "TRAILER_FORBIDDEN",
     "bad_value",
     "content_length",
+    "field_octets",
     "good_method",
     "good_name",
     "good_scheme",
@@ -66,12 +67,24 @@ TRAILER_FORBIDDEN: Final = CONNECTION_FIELDS | frozenset(
 )
 
 
-def _octets(value: str) -> bytes:
-    # As HTTP/1.1 sends a field: one byte per character where it can be.
+def field_octets(name: str, value: str) -> bytes:
+    """A response field's value as HTTP/2 sends it: one byte per character,
+    as HTTP/1.1 writes it, without the spaces and tabs at either end.
+
+    An HTTP/1.1 recipient drops that whitespace when it reads the line; an
+    HTTP/2 one may reject the whole response for it (RFC 9113 §8.2.1), so
+    it is left out here.
+
+    Raises:
+        ValueError: a character outside latin-1 (HTTP/1.1 refuses the same
+            head, so a handler gets the same error on both).
+    """
     try:
-        return value.encode("latin-1")
+        raw = value.encode("latin-1")
     except UnicodeEncodeError:
-        return value.encode("utf-8")
+        line = f"{name}: {value}"
+        raise ValueError(f"header text must be latin-1: {line[:200]!r}") from None
+    return raw.strip(b" \t")
 
 
 # Response field names as HTTP/2 sends them (lowercase octets), b"" for the
@@ -100,7 +113,8 @@ def response_fields(fields: Iterable[tuple[str, list[str]]]) -> list[tuple[bytes
         left out (RFC 9113 §8.2.2: HTTP/2 frames the message itself).
 
     Raises:
-        ValueError: a name or value is not text.
+        ValueError: a name or value is not text, or a value is not latin-1
+            (see `field_octets`, which also trims the values).
     """
     out: list[tuple[bytes, bytes]] = []
     names = _wire_names
@@ -112,10 +126,7 @@ def response_fields(fields: Iterable[tuple[str, list[str]]]) -> list[tuple[bytes
             if not raw:
                 continue
             for value in values:
-                try:
-                    out.append((raw, value.encode("latin-1")))
-                except UnicodeEncodeError:
-                    out.append((raw, value.encode("utf-8")))
+                out.append((raw, field_octets(name, value)))
     except (TypeError, AttributeError, UnicodeEncodeError):
         raise ValueError("header fields must be (str, str) pairs") from None
     return out
@@ -140,7 +151,7 @@ def trailer_fields(fields: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes
         lname = name.lower()
         if lname[:1] == ":" or lname in TRAILER_FORBIDDEN:
             raise ValueError(f"{name!r} may not be a trailer field")
-        out.append((lname.encode("ascii"), _octets(value)))
+        out.append((lname.encode("ascii"), field_octets(name, value)))
     return out
 
 

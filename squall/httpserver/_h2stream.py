@@ -102,12 +102,18 @@ class _H2Stream(_MuxStream):
                 # same bytes as encode_head of response_fields).
                 block = p.core.encode_fields(start_line[1], fields_of(headers))
             else:
+                code = start_line.code
                 fields = response_fields(fields_of(headers).items())
+                block = p.core.encode_head(code, tunnel.head_fields(code, fields))
         except ValueError as exc:
+            # Nothing went: the head is unwritten again, as HTTP/1.1 leaves
+            # a head it refuses, so that the handler's error page (a 500)
+            # can follow.
+            self._phase = IDLE
+            self._declared = None
+            self._written = 0
+            self._bodiless = self._head_request
             raise HTTPOutputError(str(exc)) from None
-        if tunnel is not None:
-            code = start_line.code
-            block = p.core.encode_head(code, tunnel.head_fields(code, fields))
         if self._bodiless:
             # (HEAD, 204, 304: what was written is counted, not sent.)
             chunk = b""

@@ -21,7 +21,7 @@ from squall.httpserver._flow import fields_of
 from squall.httpserver._h3webtransport import WTSeat
 from squall.httpserver._muxstream import _MuxStream
 from squall.httputil import HTTPHeaders, HTTPOutputError, ResponseStartLine
-from squall.httputil._exchange import GONE, closed_future
+from squall.httputil._exchange import GONE, IDLE, closed_future
 
 if TYPE_CHECKING:
     from squall.httpserver._h3websocket import _H3Tunnel
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 
 _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
+# The final heads' (HTTP/3 has no 101 either, RFC 9114 §4.5).
+_FINAL_STATUS = {code: str(code).encode("ascii") for code in range(200, 600)}
 
 
 def _fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
@@ -37,6 +39,21 @@ def _fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
     except ValueError as exc:
         raise HTTPOutputError(str(exc)) from None
     status = _STATUS.get(code) or str(code).encode("ascii")
+    return [(b":status", status), *fields]
+
+
+def _final_fields(code: int, headers: HTTPHeaders) -> list[tuple[bytes, bytes]]:
+    # `_fields` of a final head: a status HTTP/3 cannot carry is refused
+    # as HTTP/1.1 refuses 99 (the handler's 500 page follows).
+    status = _FINAL_STATUS.get(code)
+    if status is None:
+        if not 200 <= code <= 999:
+            raise HTTPOutputError(f"invalid final status code {code!r}")
+        status = str(code).encode("ascii")
+    try:
+        fields = response_fields(fields_of(headers).items())
+    except ValueError as exc:
+        raise HTTPOutputError(str(exc)) from None
     return [(b":status", status), *fields]
 
 
@@ -86,7 +103,15 @@ class _H3Stream(_MuxStream):
     def _emit_head(
         self, start_line: ResponseStartLine, headers: HTTPHeaders, chunk: bytes
     ) -> asyncio.Future[None]:
-        fields = _fields(start_line.code, headers)
+        try:
+            fields = _final_fields(start_line.code, headers)
+        except HTTPOutputError:
+            # Nothing went: the head is unwritten again (see _H2Stream's).
+            self._phase = IDLE
+            self._declared = None
+            self._written = 0
+            self._bodiless = self._head_request
+            raise
         if self._closed:
             return closed_future()
         tunnel = self.tunnel

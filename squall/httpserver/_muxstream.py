@@ -113,6 +113,7 @@ class _MuxStream(Exchange):
         "stream_id",
         "_delegate",
         "_read_done",
+        "_head_request",
         "_closed",
         "_counted",
         "_slots",
@@ -149,6 +150,9 @@ class _MuxStream(Exchange):
     stream_id: int
     _delegate: Optional[HTTPMessageDelegate]
     _read_done: bool
+    # The request is a HEAD: its response is bodiless whatever its status
+    # (what a head refused by the protocol leaves `_bodiless` to).
+    _head_request: bool
     _closed: bool
     _counted: bool
     _slots: StreamSlots
@@ -214,6 +218,7 @@ class _MuxStream(Exchange):
         # out); _inbox: body pieces (and the end, as None) held while the
         # delegate is busy.
         self._read_done = self._closed = self._blocked = self.expect_continue = False
+        self._head_request = False
         self._handed = False
         self._received = 0
         self._delegate = self._inbox = self._body_timeout = self.protocol = None
@@ -328,7 +333,7 @@ class _MuxStream(Exchange):
             `is_closed` then.
         """
         if start_line.method == "HEAD":
-            self._bodiless = True
+            self._bodiless = self._head_request = True
         self._delegate = delegate
         try:
             return delegate.headers_received(start_line, headers)

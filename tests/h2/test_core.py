@@ -921,7 +921,7 @@ def test_the_memo_of_rendered_lines_is_bounded() -> None:
         (200, {"Accept-Encoding": ["gzip, deflate"]}),  # a full static entry
         (200, {"Accept-Encoding": ["br"]}),
         (201, {"X-Long": ["v" * 126], "X-Longer": ["w" * 127], "X-Huge": ["z" * 5000]}),
-        (200, {"X-Latin": ["caf\xe9"], "X-Text": ["\u2603 snow"], "X-Empty": [""]}),
+        (200, {"X-Latin": ["caf\xe9"], "X-Padded": [" snow\t"], "X-Empty": [""]}),
         (599, {}),
         (200, {"A-Name-Not-In-The-Static-Table-At-All": ["1"], "x-lower": ["2"]}),
     ],
@@ -941,7 +941,14 @@ def test_encode_fields_is_encode_head_of_response_fields(
 
 @pytest.mark.parametrize(
     "fields",
-    [{"X": [b"bytes"]}, {"X": [1]}, {"X": ["ok", None]}, {b"X": ["v"]}, {"X-\xe9": ["v"]}],
+    [
+        {"X": [b"bytes"]},
+        {"X": [1]},
+        {"X": ["ok", None]},
+        {b"X": ["v"]},
+        {"X-\xe9": ["v"]},
+        {"X-Text": ["\u2603 snow"]},
+    ],
 )
 def test_encode_fields_refuses_what_response_fields_refuses(fields: dict[str, list[str]]) -> None:
     from squall._h2 import response_fields

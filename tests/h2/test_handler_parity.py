@@ -1,0 +1,142 @@
+"""One Application behind HTTPServer(http2=True): what a handler does gives
+the same answer over HTTP/2 as over HTTP/1.1, where HTTP/2 can carry it.
+
+Each case is sent once over HTTP/1.1 (the test's client) and once over
+HTTP/2 (a raw h2 connection), and the two answers are compared: status,
+body, and the fields a client reads. The protocol differences themselves
+(no reason phrase, no 101, no detach of a plain stream) are stated in
+tests/COMPAT.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
+
+from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
+from squall.web import Application, RequestHandler  # noqa: E402
+
+from ._client import RawH2  # noqa: E402
+
+ERROR_PAGE = b"<html><title>500: Internal Server Error</title>"
+
+
+class Status(RequestHandler):
+    def get(self, code: str) -> None:
+        self.set_status(int(code))
+
+    head = get
+
+
+class NonLatin(RequestHandler):
+    def get(self) -> None:
+        if self.get_argument("status", None):
+            self.set_status(int(self.get_argument("status")))
+        self.set_header("X-Snow", "\u2603")
+
+    head = get
+
+
+class Padded(RequestHandler):
+    def get(self) -> None:
+        self.set_header("X-Padded", " v \t")
+        self.add_header("X-Tab", "a\tb")
+        self.write("ok")
+
+
+class Detach(RequestHandler):
+    async def get(self) -> None:
+        self.detach()
+
+
+class Seen(RequestHandler):
+    def get(self) -> None:
+        self.application.settings["seen"] = self.request.headers.get("X-C")
+        self.write("seen")
+
+
+class ParityTest(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application(
+            [
+                (r"/status/(\d+)", Status),
+                ("/nonlatin", NonLatin),
+                ("/padded", Padded),
+                ("/detach", Detach),
+                ("/seen", Seen),
+            ]
+        )
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    async def h2(self, validate: bool = True) -> RawH2:
+        client = await RawH2.connect(self.get_http_port(), validate=validate)
+        # Read what the server sends as it is: a malformed field must show
+        # in the assertions, not as a client error and a wait.
+        client.conn.config.validate_inbound_headers = False
+        return client
+
+    @gen_test
+    async def test_a_final_status_http2_cannot_carry_is_the_500_http1_gives(self) -> None:
+        # 99 is no status at all (HTTP/1.1 refuses it); HTTP/2 has no 101
+        # (RFC 9113 §8.6). Both were sent as :status over HTTP/2, which
+        # clients take as a broken connection, and the access log said 99.
+        with ExpectLog("squall.application", "Uncaught exception"):
+            r1 = await self.http_client.fetch(self.get_url("/status/99"), raise_error=False)
+        assert r1.code == 500
+        client = await self.h2()
+        for code in ("99", "101"):
+            with ExpectLog("squall.application", "Uncaught exception"):
+                r = await client.fetch(f"/status/{code}")
+            assert r.status == 500, code
+            assert r.body.startswith(ERROR_PAGE)
+            assert r.headers["content-length"] == str(len(r.body))
+            assert r.body == r1.body
+        await client.close()
+
+    @gen_test
+    async def test_a_value_outside_latin1_is_a_500_on_both(self) -> None:
+        with ExpectLog("squall.application", "Uncaught exception"):
+            r1 = await self.http_client.fetch(self.get_url("/nonlatin"), raise_error=False)
+        assert r1.code == 500
+        client = await self.h2()
+        with ExpectLog("squall.application", "Uncaught exception"):
+            r = await client.fetch("/nonlatin")
+        # (It went out as its UTF-8 bytes with a 200.)
+        assert r.status == 500
+        assert r.body == r1.body
+        assert "x-snow" not in r.headers
+        await client.close()
+
+    @gen_test
+    async def test_a_refused_head_keeps_the_request_bodiless_or_not(self) -> None:
+        # The 204 made the response bodiless; once its head is refused the
+        # error page of a GET has its body again, and a HEAD's has none.
+        client = await self.h2()
+        with ExpectLog("squall.application", "Uncaught exception"):
+            r = await client.fetch("/nonlatin?status=204")
+        assert r.status == 500
+        assert r.body.startswith(ERROR_PAGE)
+        assert r.headers["content-length"] == str(len(r.body))
+        with ExpectLog("squall.application", "Uncaught exception"):
+            r = await client.fetch("/nonlatin?status=204", method="HEAD")
+        assert r.status == 500
+        assert r.body == b""
+        await client.close()
+
+    @gen_test
+    async def test_whitespace_around_a_value_is_not_sent(self) -> None:
+        # An HTTP/1.1 reader drops it; over HTTP/2 it made the response
+        # malformed (RFC 9113 §8.2.1), which h2 and nghttp2 clients reject.
+        r1 = await self.http_client.fetch(self.get_url("/padded"))
+        assert r1.headers["X-Padded"] == "v"
+        client = await self.h2()
+        r = await client.fetch("/padded")
+        assert r.status == 200 and r.body == b"ok"
+        assert r.headers["x-padded"] == "v"
+        assert r.headers["x-tab"] == "a\tb"
+        await client.close()

@@ -39,16 +39,21 @@ good_method: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
 good_scheme: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z").match
 
 
-def bad_value(value: str) -> bool:
-    """A non-empty value with NUL, CR or LF, or whitespace at either end
-    (RFC 9113 §8.2.1).
+_control: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
 
-    Three substring tests run at C speed; a regex with the same meaning
-    was fifteen times slower on a user agent.
+
+def bad_value(value: str) -> bool:
+    """A non-empty value with a control character other than HTAB (NUL, CR
+    and LF by RFC 9113 §8.2.1; the others as HTTP/1.1 refuses them, RFC 9110
+    §5.5), or whitespace at either end (RFC 9113 §8.2.1).
+
+    ``isprintable()`` (C speed, no control character at all) settles the
+    common value; the rest (a tab, obs-text) goes through the regex, which
+    was fifteen times slower than substring tests on a user agent.
     """
-    return (
-        "\r" in value or "\n" in value or "\x00" in value or value[0] in " \t" or value[-1] in " \t"
-    )
+    if value.isprintable():
+        return value[0] == " " or value[-1] == " "
+    return _control(value) is not None or value[0] in " \t" or value[-1] in " \t"
 
 
 # RFC 9110 §6.5.1: fields that framing, routing or the head depend on may

@@ -10,12 +10,14 @@ tests/COMPAT.md.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 
 pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
 
+from squall._h2 import ErrorCode  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 
@@ -139,4 +141,24 @@ class ParityTest(AsyncHTTPTestCase):
         assert r.status == 200 and r.body == b"ok"
         assert r.headers["x-padded"] == "v"
         assert r.headers["x-tab"] == "a\tb"
+        await client.close()
+
+    @gen_test
+    async def test_control_characters_in_a_request_value_are_refused(self) -> None:
+        # HTTP/1.1 answers 400 (as Tornado since 6.5); HTTP/2 took any
+        # control character but NUL, CR and LF into request.headers.
+        client = await self.h2(validate=False)
+        for value in ("a\x01b", "a\x7fb", "a\x1bb"):
+            with ExpectLog(
+                "squall.general", "Malformed HTTP/2 request.*invalid value", level=logging.INFO
+            ):
+                sid = client.request("/seen", headers=[("x-c", value)])
+                reset = client.responses[sid]
+                await client.until(lambda: reset.reset is not None)  # noqa: B023
+            assert reset.reset == ErrorCode.PROTOCOL_ERROR
+        assert "seen" not in self._app.settings
+        # A tab inside, and obs-text (sent as the octet 0xE9), are taken.
+        r = await client.fetch("/seen", headers=[(b"x-c", b"a\tb\xe9")])  # type: ignore[list-item]
+        assert r.body == b"seen"
+        assert self._app.settings["seen"] == "a\tb\xe9"
         await client.close()

@@ -153,3 +153,19 @@ def test_response_field_values_lose_whitespace_at_either_end() -> None:
         (b"x-s", b""),
     ]
     assert trailer_fields([("X-T", " t ")]) == [(b"x-t", b"t")]
+
+
+@pytest.mark.parametrize(
+    "value", ["a\x01b", "\x7f", "x\x1f", "a\x0bb", "ok\x00", "a\rb", "a\nb", " a", "a\t"]
+)
+def test_bad_value_refuses_control_characters_and_edge_whitespace(value: str) -> None:
+    from squall._h2._rules import bad_value
+
+    assert bad_value(value)
+
+
+@pytest.mark.parametrize("value", ["a\tb", "caf\xe9", "\x80\xa0\xff", "x", "Mozilla/5.0 (X11)"])
+def test_bad_value_takes_tab_and_obs_text(value: str) -> None:
+    from squall._h2._rules import bad_value
+
+    assert not bad_value(value)

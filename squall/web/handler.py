@@ -561,11 +561,24 @@ class RequestHandler(
 
         Returns:
             The underlying `.IOStream`; the handler will send nothing more.
+
+        Raises:
+            squall.httputil.HTTPOutputError: the connection cannot be handed over (an
+                HTTP/2 or HTTP/3 stream other than an accepted extended
+                CONNECT). The handler is then not finished: the error
+                reaches the client as a 500, or the handler may answer.
         """
         self._finished = True
         connection = self.request.connection
         assert connection is not None
-        return connection.detach()
+        try:
+            return connection.detach()
+        except BaseException:
+            # Marked finished, a handler whose detach() was refused would
+            # never answer: its client (an HTTP/2 stream, which stays open
+            # with the connection) would wait forever.
+            self._finished = False
+            raise
 
     def _handle_request_exception(self, exc: BaseException) -> None:
         if isinstance(exc, Finish):

@@ -144,6 +144,37 @@ class ParityTest(AsyncHTTPTestCase):
         await client.close()
 
     @gen_test
+    async def test_detach_of_a_plain_stream_fails_with_a_500_not_a_hang(self) -> None:
+        # The handler was marked finished before the stream refused, so no
+        # error page followed and the stream stayed open for good.
+        client = await self.h2()
+        with ExpectLog("squall.application", "Uncaught exception"):
+            r = await client.fetch("/detach")
+        assert r.status == 500
+        assert r.body.startswith(ERROR_PAGE)
+        await client.close()
+
+    @gen_test
+    async def test_a_detach_that_raises_leaves_the_handler_unfinished(self) -> None:
+        seen: list[Any] = []
+
+        class Fallback(RequestHandler):
+            def get(self) -> None:
+                try:
+                    self.detach()
+                except Exception as exc:
+                    seen.append(str(exc))
+                    self.set_status(400)
+                    self.finish("not here")
+
+        self._app.add_handlers(".*", [("/fallback", Fallback)])
+        client = await self.h2()
+        r = await client.fetch("/fallback")
+        assert r.status == 400 and r.body == b"not here"
+        assert seen == ["an HTTP/2 stream cannot be detached"]
+        await client.close()
+
+    @gen_test
     async def test_control_characters_in_a_request_value_are_refused(self) -> None:
         # HTTP/1.1 answers 400 (as Tornado since 6.5); HTTP/2 took any
         # control character but NUL, CR and LF into request.headers.

@@ -324,8 +324,9 @@ _json_encoders = threading.local()
 
 
 def json_decode(value: Union[str, bytes]) -> Any:
-    """Parse JSON from str or UTF-8 bytes."""
-    return json.loads(to_unicode(value))
+    """Parse JSON from what `json.loads` takes: str, or bytes or a bytearray
+    in UTF-8 (or UTF-16/32, which it detects), as Tornado's does."""
+    return json.loads(value)
 
 
 # --- text -------------------------------------------------------------------

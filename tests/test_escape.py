@@ -290,6 +290,15 @@ def test_json_decode_accepts_utf8_bytes() -> None:
     assert json_decode("[1, null]") == [1, None]
 
 
+def test_json_decode_takes_what_json_loads_takes() -> None:
+    # A buffer collected in a bytearray, or text in UTF-16: Tornado's
+    # json_decode is json.loads, and programs pass it these.
+    assert json_decode(bytearray(b'{"a": [1]}')) == {"a": [1]}
+    assert json_decode('["\u00e9"]'.encode("utf-16")) == ["\u00e9"]
+    with pytest.raises(TypeError, match="not int"):
+        json_decode(5)  # type: ignore[arg-type]
+
+
 def test_squeeze_collapses_whitespace_and_control_characters() -> None:
     assert squeeze("  a \t\n b\x00\x01c  ") == "a b c"
     assert squeeze("") == ""

@@ -28,6 +28,7 @@ from squall._h2._limits import H2Limits
 from squall._h2._rules import (
     INVALID_LENGTH,
     NO_LENGTH,
+    bad_value,
     content_length,
     response_fields,
     trailer_fields,
@@ -53,6 +54,7 @@ __all__ = [
     "Response",
     "StreamReset",
     "Trailers",
+    "bad_value",
     "content_length",
     "response_fields",
     "trailer_fields",

@@ -32,6 +32,7 @@ import socket
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
+from squall._h2 import bad_value
 from squall._quicstack import (
     H3_ALPN,
     ConnectionTerminated,
@@ -332,6 +333,16 @@ class _H3Protocol(_H3Session):
         if size > self.max_header_size:
             self.refuse_request(stream, 431, "header section too large")
             return
+        # The QUIC stack refuses NUL, CR and LF in a value; HTTP/1.1 (and
+        # HTTP/2) refuse every control character but HTAB, so a handler sees
+        # the same fields whatever the version. One scan of all the values
+        # settles the common request; the check by value runs only on those
+        # a tab or obs-text makes less simple.
+        if not "".join([field[1] for field in fields]).isprintable() and any(
+            value and bad_value(value) for _, value in fields
+        ):
+            self.refuse_request(stream, 400, "invalid header value")
+            return
         if method is None or not path or (method == "CONNECT") != (protocol is not None):
             # A plain CONNECT (a proxy's) is not served; :protocol comes
             # only with CONNECT (RFC 9220 section 3, RFC 8441 section 4).
@@ -359,6 +370,10 @@ class _H3Protocol(_H3Session):
         if protocol is not None:
             stream.protocol = protocol
             stream.tunnel = _H3Tunnel(self, stream)
+        else:
+            expect = flow.fields_of(headers).get("Expect")
+            if expect is not None and expect[0].lower() == "100-continue":
+                stream.expect_continue = True
         delegate = flow.decompressing(
             self._start_request(self, stream), self._params, self._max_body
         )
@@ -374,6 +389,14 @@ class _H3Protocol(_H3Session):
                 self._tunnel_input(stream.tunnel, b"", event.stream_ended)
         elif event.stream_ended:
             self._on_end(stream)
+        if stream.expect_continue and ret is None:
+            self._continue(stream)
+
+    def _continue(self, stream: _H3Stream) -> None:
+        # RFC 9110 section 10.1.1, as HTTP/1.1 and HTTP/2 do: the delegate
+        # took the head and the body is still to come: a 100 asks for it.
+        if stream.take_continue():
+            self.send_interim(stream, [(b":status", b"100")])
 
     def _tunnel_input(self, tunnel: _H3Tunnel, data: bytes, ended: bool) -> None:
         """What the client sent on an extended CONNECT's stream after its
@@ -454,6 +477,8 @@ class _H3Protocol(_H3Session):
     def _unblock(self, stream: _H3Stream, future: asyncio.Future[None]) -> None:
         try:
             if stream.unblocked(future) and not self._gone:
+                if stream.expect_continue:
+                    self._continue(stream)
                 stream.drain(self._deliver, self._on_end)
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)

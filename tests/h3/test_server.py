@@ -244,3 +244,65 @@ class H3RefusedHeadTest(H3TestCase):
                 assert r.status == 500, query
                 assert r.body.startswith(b"<html><title>500"), query
                 assert r.headers["content-length"] == str(len(r.body))
+
+
+class SeenValues(RequestHandler):
+    def get(self) -> None:
+        self.write(repr(self.request.headers.get_list("X-C")))
+
+
+class H3RequestValueTest(H3TestCase):
+    def get_app(self) -> Application:
+        return Application([("/seen", SeenValues)])
+
+    @gen_test
+    async def test_control_characters_in_a_request_value_are_refused(self) -> None:
+        # HTTP/1.1 and HTTP/2 refuse a value with any control character but
+        # a tab; the QUIC stack refuses only NUL, CR and LF, and let the
+        # others (0x01, ESC, DEL) into request.headers.
+        import logging
+
+        from squall.testing import ExpectLog
+
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            for value in ("a\x01b", "a\x7fb", "a\x1bb"):
+                with ExpectLog(
+                    "squall.general",
+                    "Malformed HTTP/3 request.*invalid header value",
+                    level=logging.INFO,
+                ):
+                    r = await client.fetch("/seen", headers=[("x-c", value)])
+                assert (r.status, r.body) == (400, b""), repr(value)
+            # A tab inside a value, and obs-text (the client sends U+0085 as
+            # UTF-8, C2 85, read as latin-1), are taken as HTTP/1.1 takes them.
+            r = await client.fetch("/seen", headers=[("x-c", "a\tb"), ("x-c", "n\x85")])
+            assert (r.status, r.body) == (200, repr(["a\tb", "n\xc2\x85"]).encode())
+
+
+class H3ExpectContinueTest(H3TestCase):
+    def get_app(self) -> Application:
+        return make_app()
+
+    @gen_test
+    async def test_expect_100_continue_gets_its_interim_response(self) -> None:
+        # HTTP/1.1 and HTTP/2 answer "Expect: 100-continue" with a 100 once
+        # the handler took the head; HTTP/3 sent none, and a client waiting
+        # for it before sending its body waited for its own timeout.
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sid = client.request(
+                "/",
+                method="POST",
+                headers=[("expect", "100-Continue"), ("content-length", "4")],
+                end=False,
+            )
+            r = client.responses[sid]
+            await client.until(lambda: bool(r.interim))
+            assert r.interim == [[(":status", "100")]] and r.status == 0
+            client.send_body(sid, b"body", end=True)
+            await client.until(lambda: r.ended)
+            assert (r.status, r.body, len(r.interim)) == (200, b"got body", 1)
+            # A body already ended with the head: nothing to ask for.
+            r = await client.fetch("/", method="POST", headers=[("expect", "100-continue")])
+            assert (r.status, r.interim) == (200, [])

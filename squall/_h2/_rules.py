@@ -87,9 +87,13 @@ def field_octets(name: str, value: str) -> bytes:
     try:
         raw = value.encode("latin-1")
     except UnicodeEncodeError:
-        line = f"{name}: {value}"
-        raise ValueError(f"header text must be latin-1: {line[:200]!r}") from None
+        raise ValueError(_not_latin1(name, value)) from None
     return raw.strip(b" \t")
+
+
+def _not_latin1(name: str, value: str) -> str:
+    line = f"{name}: {value}"
+    return f"header text must be latin-1: {line[:200]!r}"
 
 
 # Response field names as HTTP/2 sends them (lowercase octets), b"" for the
@@ -131,7 +135,12 @@ def response_fields(fields: Iterable[tuple[str, list[str]]]) -> list[tuple[bytes
             if not raw:
                 continue
             for value in values:
-                out.append((raw, field_octets(name, value)))
+                # field_octets, inline (a call per field was 1% of an
+                # HTTP/3 request's operations): try costs nothing here.
+                try:
+                    out.append((raw, value.encode("latin-1").strip(b" \t")))
+                except UnicodeEncodeError:
+                    raise ValueError(_not_latin1(name, value)) from None
     except (TypeError, AttributeError, UnicodeEncodeError):
         raise ValueError("header fields must be (str, str) pairs") from None
     return out

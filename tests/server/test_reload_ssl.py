@@ -45,6 +45,17 @@ def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
+def rotation(directory: Path) -> tuple[Path, Path, Path, Path, Path, Path]:
+    """A first and a second certificate with their keys, and the live files
+    a server is given (copies of the first): what a rotation test swaps."""
+    first_cert, first_key = make_cert(directory, "first")
+    second_cert, second_key = make_cert(directory, "second")
+    live_cert, live_key = directory / "live.crt", directory / "live.key"
+    shutil.copy(first_cert, live_cert)
+    shutil.copy(first_key, live_key)
+    return first_cert, first_key, second_cert, second_key, live_cert, live_key
+
+
 def der(path: Path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(path.read_text())
 
@@ -105,11 +116,7 @@ def run(main: Any, loop: str = "asyncio") -> None:
     ("http2", "loop"), [(False, "asyncio"), (True, "asyncio"), (True, "uvloop")]
 )
 def test_rotated_files_reloaded(tmp_path: Path, http2: bool, loop: str) -> None:
-    first_cert, first_key = make_cert(tmp_path, "first")
-    second_cert, second_key = make_cert(tmp_path, "second")
-    live_cert, live_key = tmp_path / "live.crt", tmp_path / "live.key"
-    shutil.copy(first_cert, live_cert)
-    shutil.copy(first_key, live_key)
+    first_cert, first_key, second_cert, second_key, live_cert, live_key = rotation(tmp_path)
 
     async def main() -> None:
         options = {"certfile": str(live_cert), "keyfile": str(live_key)}
@@ -144,11 +151,7 @@ def test_files_replaced_on_disk_are_served_without_a_reload(
 ) -> None:
     # A Tornado program whose certificate is renewed on disk (certbot) serves
     # the new one to new connections with no restart and no call.
-    first_cert, first_key = make_cert(tmp_path, "first")
-    second_cert, second_key = make_cert(tmp_path, "second")
-    live_cert, live_key = tmp_path / "live.crt", tmp_path / "live.key"
-    shutil.copy(first_cert, live_cert)
-    shutil.copy(first_key, live_key)
+    first_cert, first_key, second_cert, second_key, live_cert, live_key = rotation(tmp_path)
 
     async def main() -> None:
         options = {"certfile": str(live_cert), "keyfile": str(live_key)}
@@ -186,11 +189,7 @@ class _Echo(TCPServer):
 
 
 def test_tcpserver_serves_files_replaced_on_disk(tmp_path: Path) -> None:
-    first_cert, first_key = make_cert(tmp_path, "first")
-    second_cert, second_key = make_cert(tmp_path, "second")
-    live_cert, live_key = tmp_path / "live.crt", tmp_path / "live.key"
-    shutil.copy(first_cert, live_cert)
-    shutil.copy(first_key, live_key)
+    first_cert, first_key, second_cert, second_key, live_cert, live_key = rotation(tmp_path)
 
     async def echoed(port: int) -> bytes:
         seen, reader, writer = await handshake(port)

@@ -25,7 +25,6 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overload
 
-from squall import util
 from squall.concurrent import (
     Future,
     _held_future,
@@ -99,18 +98,13 @@ def _peek_event_loop() -> Optional[asyncio.AbstractEventLoop]:
 
 
 def _platform_asyncio() -> Any:
-    """The module of the asyncio-based IOLoops, imported as Tornado imports it.
+    """The module of the asyncio-based IOLoops, imported on first use.
 
-    On Tornado, making the first IOLoop is what imports
-    ``tornado.platform.asyncio``. Run as Tornado (`squall.compat`), the
-    import goes through that name too, so that the loop's class says
-    ``tornado.platform.asyncio.AsyncIOMainLoop`` (in a repr, in the log
-    line of a failed callback) and a hook waiting for the module fires.
     Only the paths that make a loop come here, not `IOLoop.current`'s
-    lookup of an existing one.
+    lookup of an existing one; run as Tornado, `squall.compat` presents
+    the module under its ``tornado.platform.asyncio`` name as it loads.
     """
-    name = "tornado.platform.asyncio" if util.running_as_tornado else "squall.platform.asyncio"
-    return importlib.import_module(name)
+    return importlib.import_module("squall.platform.asyncio")
 
 
 def _bad_yield(value: Any) -> Exception:

@@ -924,7 +924,6 @@ def count(build: str, names: list[str], by_function: bool = False) -> dict[str, 
     """
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    from callgrind_hotpath import annotate
 
     # The same paths on every machine and in every run: the scripts run
     # from a copy of benchmarks/ in a directory named by Python and build
@@ -932,8 +931,20 @@ def count(build: str, names: list[str], by_function: bool = False) -> dict[str, 
     # move its counts: from the tree and from a copy elsewhere, they
     # differed by up to 0.5%, and from random temporary directories of one
     # length by up to 2%; from one directory they repeat to the instruction.
-    # (So two counts of one Python and build cannot run at once.)
+    # So two counts of one Python and build cannot run at once: a second
+    # one (a count during `make test`'s gate stage) waits on the lock
+    # instead of deleting the first one's directory under it.
+    import fcntl  # here, not at the top: the counted process runs this file too
+
     tmp = f"/tmp/squall-gate-{tag()}-{build}"
+    with open(f"{tmp}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _count_in(tmp, build, names, by_function)
+
+
+def _count_in(tmp: str, build: str, names: list[str], by_function: bool) -> dict[str, Any]:
+    from callgrind_hotpath import annotate
+
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:

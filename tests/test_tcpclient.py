@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import socket
 import ssl
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Optional, TypeVar
 
 import pytest
@@ -387,6 +388,18 @@ class QueueServer(TCPServer):
             stream.close()
 
 
+@contextlib.asynccontextmanager
+async def served(**server_options: Any) -> AsyncIterator[tuple[QueueServer, TCPClient]]:
+    """A listening `QueueServer` and a `TCPClient`, both closed after."""
+    server = QueueServer(**server_options)
+    client = TCPClient()
+    try:
+        yield server, client
+    finally:
+        client.close()
+        server.stop()
+
+
 def server_context() -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(CERTFILE, KEYFILE)
@@ -423,16 +436,11 @@ async def exchange(client: IOStream, server: IOStream) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_connect(host: str) -> None:
     async def main() -> None:
-        server = QueueServer()
-        client = TCPClient()
-        try:
+        async with served() as (server, client):
             stream = await client.connect(host, server.port, af=socket.AF_INET)
             assert type(stream) is IOStream
             await exchange(stream, await server.accepted.get())
             stream.close()
-        finally:
-            client.close()
-            server.stop()
 
     run(main())
 
@@ -442,53 +450,38 @@ def test_connect_to_an_ip_literal_with_the_port_as_a_string() -> None:
     # IP literal answered without it must do the same, or connect() gets
     # ("127.0.0.1", "8080") and fails with TypeError.
     async def main() -> None:
-        server = QueueServer()
-        client = TCPClient()
-        try:
+        async with served() as (server, client):
             stream = await client.connect("127.0.0.1", str(server.port))  # type: ignore[arg-type]
             await exchange(stream, await server.accepted.get())
             stream.close()
             with pytest.raises(OSError):
                 await client.connect("127.0.0.1", "no-such-service")  # type: ignore[arg-type]
-        finally:
-            client.close()
-            server.stop()
 
     run(main())
 
 
 def test_connect_from_source_ip_and_port() -> None:
     async def main() -> None:
-        server = QueueServer()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             free_port = probe.getsockname()[1]
-        client = TCPClient()
-        try:
+        async with served() as (server, client):
             stream = await client.connect("127.0.0.1", server.port, source_ip="127.0.0.1")
             assert stream.socket.getsockname()[0] == "127.0.0.1"
             stream.close()
             stream = await client.connect("127.0.0.1", server.port, source_port=free_port)
             assert stream.socket.getsockname()[1] == free_port
             stream.close()
-        finally:
-            client.close()
-            server.stop()
 
     run(main())
 
 
 def test_unusable_source_ip_fails_with_the_bind_error() -> None:
     async def main() -> None:
-        server = QueueServer()
-        client = TCPClient()
-        try:
+        async with served() as (server, client):
             with pytest.raises(OSError) as info:
                 await client.connect("127.0.0.1", server.port, source_ip="192.0.2.77")
             assert not isinstance(info.value, StreamClosedError)
-        finally:
-            client.close()
-            server.stop()
 
     run(main())
 
@@ -507,16 +500,11 @@ def test_refused_connection_raises() -> None:
 
 def test_connect_with_tls_checks_the_host_name() -> None:
     async def main() -> None:
-        server = QueueServer(ssl_options=server_context())
-        client = TCPClient()
-        try:
+        async with served(ssl_options=server_context()) as (server, client):
             stream = await client.connect("localhost", server.port, ssl_options=verifying_context())
             assert isinstance(stream, SSLIOStream)
             await exchange(stream, await server.accepted.get())
             stream.close()
-        finally:
-            client.close()
-            server.stop()
 
     run(main())
 
@@ -544,9 +532,7 @@ def test_tls_handshake_timeout_closes_the_connection() -> None:
 @pytest.mark.parametrize("timeout", [None, 3600.0])
 def test_cancelling_during_tls_handshake_closes_the_connection(timeout: Optional[float]) -> None:
     async def main() -> None:
-        server = QueueServer()
-        client = TCPClient()
-        try:
+        async with served() as (server, client):
             connecting = asyncio.ensure_future(
                 client.connect(
                     "127.0.0.1", server.port, ssl_options=verifying_context(), timeout=timeout
@@ -558,9 +544,6 @@ def test_cancelling_during_tls_handshake_closes_the_connection(timeout: Optional
             with pytest.raises(asyncio.CancelledError):
                 await connecting
             await accepted.read_until_close()
-        finally:
-            client.close()
-            server.stop()
 
     run(main())
 

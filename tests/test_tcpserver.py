@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
 import ssl
 import warnings
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 from unittest import mock
@@ -64,6 +65,19 @@ async def open_client(port: int) -> IOStream:
     return client
 
 
+@contextlib.asynccontextmanager
+async def connected(server: TCPServer) -> AsyncIterator[IOStream]:
+    """Serves ``server`` on a local port and yields a plain client connected to it."""
+    sockets, port = local_sockets()
+    server.add_sockets(sockets)
+    client = await open_client(port)
+    try:
+        yield client
+    finally:
+        client.close()
+        server.stop()
+
+
 def client_context() -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.load_verify_locations(CERTFILE)
@@ -103,13 +117,9 @@ def test_coroutine_handler_runs_to_completion() -> None:
 
     async def main() -> None:
         server = Echo()
-        sockets, port = local_sockets()
-        server.add_sockets(sockets)
-        client = await open_client(port)
-        await client.write(b"shout\n")
-        assert await client.read_until_close() == b"SHOUT\n"
-        client.close()
-        server.stop()
+        async with connected(server) as client:
+            await client.write(b"shout\n")
+            assert await client.read_until_close() == b"SHOUT\n"
 
     run(main())
 
@@ -122,12 +132,8 @@ def test_coroutine_handler_failure_is_logged_not_raised(caplog: pytest.LogCaptur
 
     async def main() -> None:
         server = Failing()
-        sockets, port = local_sockets()
-        server.add_socket(sockets[0])
-        client = await open_client(port)
-        await client.read_until_close()
-        client.close()
-        server.stop()
+        async with connected(server) as client:
+            await client.read_until_close()
 
     with caplog.at_level(logging.ERROR, logger="squall.application"):
         run(main())
@@ -148,13 +154,9 @@ def test_synchronous_handler_failure_is_logged(
     async def main() -> None:
         # The base class's handle_stream is not implemented: logged the same way.
         server = (server_class or Failing)()
-        sockets, port = local_sockets()
-        server.add_sockets(sockets)
-        client = await open_client(port)
-        # The server closes a connection whose handler failed.
-        await client.read_until_close()
-        client.close()
-        server.stop()
+        async with connected(server) as client:
+            # The server closes a connection whose handler failed.
+            await client.read_until_close()
 
     with caplog.at_level(logging.ERROR, logger="squall.application"):
         run(main())
@@ -186,14 +188,10 @@ def test_a_handler_that_hands_the_stream_on_and_then_fails_keeps_it_open(
 
     async def main() -> None:
         server = HandsOn()
-        sockets, port = local_sockets()
-        server.add_sockets(sockets)
-        client = await open_client(port)
-        await client.write(b"hello\n")
-        assert await client.read_until_close() == b"echo hello\n"
-        assert await server.served == b"hello\n"
-        client.close()
-        server.stop()
+        async with connected(server) as client:
+            await client.write(b"hello\n")
+            assert await client.read_until_close() == b"echo hello\n"
+            assert await server.served == b"hello\n"
 
     with caplog.at_level(logging.ERROR, logger="squall.application"):
         run(main())
@@ -297,13 +295,9 @@ def test_plain_client_on_tls_server_is_a_warning_without_traceback(
 ) -> None:
     async def main() -> None:
         server = RecordingServer(ssl_options=server_context())
-        sockets, port = local_sockets()
-        server.add_sockets(sockets)
-        client = await open_client(port)
-        await client.write(b"GET / HTTP/1.0\r\n\r\n")
-        await client.read_until_close()
-        client.close()
-        server.stop()
+        async with connected(server) as client:
+            await client.write(b"GET / HTTP/1.0\r\n\r\n")
+            await client.read_until_close()
 
     with caplog.at_level(logging.WARNING, logger="squall.general"):
         run(main())

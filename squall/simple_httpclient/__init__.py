@@ -44,7 +44,11 @@ Proxies (``proxy_host``/``proxy_port``, basic ``proxy_username``/
 ``proxy_password``): http URLs are sent to the proxy in absolute form with
 ``Proxy-Authorization`` on each request, and their connections are pooled
 per proxy; https URLs open a ``CONNECT host:port`` tunnel, then TLS with the
-origin, and are pooled per origin and proxy.
+origin, and are pooled per origin and proxy. Without ``proxy_port``, port
+80 is used (the curl client uses no proxy then). Failures are the simple
+client's own: a refused proxy raises the connection's `OSError`, and a
+tunnel the proxy does not open (407, 502...) is a 599 whose message gives
+the proxy's status line.
 """
 
 from squall.simple_httpclient._client import SimpleAsyncHTTPClient

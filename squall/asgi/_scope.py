@@ -89,7 +89,8 @@ _EXTENSIONS_HTTP1: Final[dict[str, Any]] = {
     "http.response.pathsend": {},
     "http.response.early_hint": {},
 }
-# RFC 9113 §8.1: trailers go in a HEADERS frame that ends the stream.
+# RFC 9113 §8.1, RFC 9114 §4.1: trailers go in a HEADERS frame that ends
+# the stream (HTTP/2 and HTTP/3).
 _EXTENSIONS_HTTP2: Final[dict[str, Any]] = {
     "http.response.pathsend": {},
     "http.response.trailers": {},
@@ -162,10 +163,11 @@ def _behind_proxy(
 
 
 def _connection_addresses(
-    request_conn: HTTPConnection, http2: bool = False
+    request_conn: HTTPConnection, trailers: bool = False
 ) -> tuple[Any, Any, Optional[str], dict[str, Any]]:
-    """(client, server, scheme, extensions) of the connection a request came on."""
-    base = _EXTENSIONS_HTTP2 if http2 else _EXTENSIONS_HTTP1
+    """(client, server, scheme, extensions) of the connection a request
+    came on; ``trailers``: its protocol carries response trailers."""
+    base = _EXTENSIONS_HTTP2 if trailers else _EXTENSIONS_HTTP1
     context = getattr(request_conn, "context", None)
     if context is None:
         return None, None, None, base
@@ -245,7 +247,7 @@ def _http_scope(
         # Latin-1 is no error.)
         raw_path = root.encode("utf-8") + raw_path
     http_version = _HTTP_VERSIONS.get(start_line.version, "1.1")
-    client, server, scheme, extensions = _connection_addresses(conn, http_version == "2")
+    client, server, scheme, extensions = _connection_addresses(conn, http_version in ("2", "3"))
     client, scheme = _behind_proxy(proxy, conn, fields, client, scheme)
     names = _SCOPE_NAMES
     try:

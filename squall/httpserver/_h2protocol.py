@@ -20,7 +20,7 @@ that returns an awaitable from ``data_received`` holds that stream's
 receive window until it is done. Limits and timeouts: `squall._h2.H2Limits`.
 
 Trailers (RFC 9113 §8.1), where Tornado's API has no place for them, are on
-the stream object (``request.connection``), HTTP/2 only:
+the stream object (``request.connection``), over HTTP/2 and HTTP/3 alike:
 ``request.connection.trailers`` holds the request's trailer fields (an
 `.HTTPHeaders`, or None) once the body has been read, so a handler sees
 them in ``post()`` or, with ``@stream_request_body``, in the method that

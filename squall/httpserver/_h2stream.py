@@ -21,7 +21,6 @@ from squall._h2 import (
     H2Connection,
     LocalProtocolError,
     response_fields,
-    trailer_fields,
 )
 from squall.httpserver._flow import fields_of
 from squall.httpserver._muxstream import MuxDriver, _MuxStream
@@ -30,7 +29,7 @@ from squall.httputil import (
     HTTPOutputError,
     ResponseStartLine,
 )
-from squall.httputil._exchange import DONE, HEAD, IDLE
+from squall.httputil._exchange import HEAD, IDLE
 
 if TYPE_CHECKING:
     from squall.httpserver._h2protocol import _H2Protocol
@@ -167,29 +166,6 @@ class _H2Stream(_MuxStream):
         self._written = len(chunk)
         self.held_head = (block, chunk)
         return p.queue_head(self)
-
-    def set_trailers(self, trailers: HTTPHeaders) -> None:
-        """Send ``trailers`` as the response's trailer section, after the body.
-
-        They go out when the response finishes (`finish`), in a HEADERS
-        frame that ends the stream (RFC 9113 §8.1). HTTP/2 only: an
-        HTTP/1.1 connection has no such method. A handler sends them with
-        ``self.request.connection.set_trailers(HTTPHeaders({...}))``
-        before ``finish()``.
-
-        Raises:
-            HTTPOutputError: the response already finished, or a field may
-                not be a trailer (RFC 9110 §6.5.1). `.HTTPHeaders` itself
-                refuses CR, LF and NUL.
-        """
-        if self._phase >= DONE:
-            raise HTTPOutputError("the response already finished")
-        try:
-            fields = trailer_fields(trailers.get_all())
-        except ValueError as exc:
-            raise HTTPOutputError(str(exc)) from None
-        if not self._bodiless:  # (a response with no body has no trailers)
-            self.trailers_out = fields
 
     @property
     def transport(self) -> Optional[asyncio.BaseTransport]:

@@ -282,8 +282,17 @@ class _H3Protocol(_H3Session):
             stream = self._streams.get(event.stream_id)
             if stream is None:
                 self._on_request(event)
-            elif event.stream_ended:
-                self._on_end(stream)  # trailers: dropped, as over HTTP/1.1
+            else:
+                # Trailers (checked by the QUIC stack), kept for the
+                # application as over HTTP/2: request.connection.trailers.
+                stream.trailers = flow.headers_from_pairs(
+                    [
+                        (name.decode("latin-1"), value.decode("latin-1"))
+                        for name, value in event.headers
+                    ]
+                )
+                if event.stream_ended:
+                    self._on_end(stream)
         elif isinstance(event, DataReceived):
             stream = self._streams.get(event.stream_id)
             if stream is None:

@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Optional, Protocol
 
 from squall._compiled import mypyc_attr
+from squall._h2 import trailer_fields
 from squall._sizes import required_byte_count
 from squall.httpserver._flow import (
     APP_ERROR,
@@ -180,7 +181,7 @@ class _MuxStream(Exchange):
     last_active: float
     expect_continue: bool
     #: The request's trailer section, once the client sent one after the
-    #: body (HTTP/2 only; None otherwise).
+    #: body (None otherwise).
     trailers: Optional[HTTPHeaders]
     trailers_out: Optional[list[tuple[bytes, bytes]]]
 
@@ -582,6 +583,30 @@ class _MuxStream(Exchange):
         """Whether the body is past its time (`flow.body_overdue`): the
         stream's own timeout, else the server's ``default``."""
         return body_overdue(self._body_timeout, default, now - self._started)
+
+    def set_trailers(self, trailers: HTTPHeaders) -> None:
+        """Send ``trailers`` as the response's trailer section, after the body.
+
+        They go out when the response finishes (`finish`), in a HEADERS
+        frame that ends the stream (RFC 9113 §8.1, RFC 9114 §4.1). HTTP/2
+        and HTTP/3 only: an HTTP/1.1 connection has no such method. A
+        handler sends them with
+        ``self.request.connection.set_trailers(HTTPHeaders({...}))``
+        before ``finish()``.
+
+        Raises:
+            HTTPOutputError: the response already finished, or a field may
+                not be a trailer (RFC 9110 §6.5.1). `.HTTPHeaders` itself
+                refuses CR, LF and NUL.
+        """
+        if self._phase >= DONE:
+            raise HTTPOutputError("the response already finished")
+        try:
+            fields = trailer_fields(trailers.get_all())
+        except ValueError as exc:
+            raise HTTPOutputError(str(exc)) from None
+        if not self._bodiless:  # (a response with no body has no trailers)
+            self.trailers_out = fields
 
     def set_body_timeout(self, timeout: Optional[float]) -> None:
         """Limit the time to receive this request's body (seconds; None:

@@ -32,6 +32,8 @@ class Response:
     def __init__(self) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
+        # A field section after the final head: the response's trailers.
+        self.trailers: dict[str, str] = {}
         self.interim: list[list[tuple[str, str]]] = []
         self.body = b""
         self.ended = False
@@ -65,7 +67,9 @@ class H3Client(QuicConnectionProtocol):
                 r = self.responses.setdefault(h3_event.stream_id, Response())
                 fields = [(n.decode(), v.decode()) for n, v in h3_event.headers]
                 status = int(dict(fields).get(":status", "0"))
-                if 100 <= status < 200:
+                if r.status >= 200 and not status:
+                    r.trailers.update(fields)
+                elif 100 <= status < 200:
                     r.interim.append(fields)
                 else:
                     r.status = status

@@ -21,6 +21,7 @@ from squall.wsgi import WSGIContainer  # noqa: E402
 
 from .._first_step import ResetsItself  # noqa: E402
 from .._wait import until  # noqa: E402
+from ..h2.test_server import Trailed  # noqa: E402
 from ._client import h3_client  # noqa: E402
 
 
@@ -80,6 +81,7 @@ def make_app(**settings: Any) -> Application:
             ("/streamed", Streamed),
             ("/upload", Upload),
             ("/hold", Hold),
+            ("/trailers", Trailed),
             ("/reset", ResetsItself, {"events": settings.pop("events", [])}),
         ],
         **settings,
@@ -137,6 +139,34 @@ class H3ApplicationTest(H3TestCase):
             assert json.loads(r.body) == {"size": 300000}
 
     @gen_test
+    async def test_request_and_response_trailers(self) -> None:
+        # As over HTTP/2: the request's trailers are request.connection.trailers
+        # once the body is read (they were dropped), and set_trailers() sends
+        # the response's after its body (the method was missing).
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sid = client.request("/trailers", method="PUT", end=False)
+            client.send_body(sid, b"t" * 5000)
+            client.h3.send_headers(sid, [(b"x-sum", b"abc"), (b"x-other", b"2")], end_stream=True)
+            client.transmit()
+            r = client.responses[sid]
+            await client.until(lambda: r.ended or r.reset is not None)
+            assert r.status == 200
+            assert json.loads(r.body) == {
+                "size": 5000,
+                "trailers": {"X-Sum": "abc", "X-Other": "2"},
+            }
+            assert r.trailers == {"x-checksum": "abc", "x-count": "1"}
+            r = await client.fetch("/trailers", method="PUT", body=b"abc")
+            assert json.loads(r.body) == {"size": 3, "trailers": None}
+            assert r.trailers == {"x-checksum": "none", "x-count": "1"}
+            # Fields that may not be trailers are refused, and none are
+            # taken once the response is finished.
+            r = await client.fetch("/trailers")
+            assert r.body.count(b"refused:") == 3 and r.trailers == {}
+            assert self._app.settings["late"] == "the response already finished"
+
+    @gen_test
     async def test_early_hints(self) -> None:
         await self.started()
         async with h3_client(self.get_http_port()) as client:
@@ -169,9 +199,18 @@ class H3ASGITest(H3TestCase):
                 body += message.get("body", b"")
                 if not message.get("more_body"):
                     break
-            await send({"type": "http.response.start", "status": 200, "headers": []})
+            # A client that reads trailers gets some (the extension is
+            # advertised where the protocol carries them).
+            trailers = "http.response.trailers" in scope["extensions"]
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [], "trailers": trailers}
+            )
             reply = f"{scope['http_version']} {scope['method']} {len(body)}".encode()
             await send({"type": "http.response.body", "body": reply})
+            if trailers:
+                await send(
+                    {"type": "http.response.trailers", "headers": [(b"x-size", b"%d" % len(body))]}
+                )
 
         return ASGIServerDelegate(app)
 
@@ -181,6 +220,7 @@ class H3ASGITest(H3TestCase):
         async with h3_client(self.get_http_port()) as client:
             r = await client.fetch("/", method="POST", body=b"z" * 5000)
             assert (r.status, r.body) == (200, b"3 POST 5000")
+            assert r.trailers == {"x-size": "5000"}
         # Over TCP the same app, its head through the Alt-Svc proxy.
         response = await self.http_client.fetch(self.get_url("/"))
         assert response.body == b"1.1 GET 0"

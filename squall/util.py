@@ -100,7 +100,10 @@ class GzipDecompressor:
         Raises:
             zlib.error: if the data is not valid gzip.
         """
-        if max_length <= 0:
+        if max_length < 0:
+            # zlib's own refusal, raised before anything is consumed.
+            raise ValueError("max_length must be non-negative")
+        if max_length == 0:
             warnings.warn(
                 "GzipDecompressor.decompress without max_length is deprecated",
                 DeprecationWarning,
@@ -109,6 +112,11 @@ class GzipDecompressor:
         out = bytearray()
         data = bytes(value)
         while data:
+            if not self._started and not b"\x1f\x8b".startswith(data[:2]):
+                # A member (the first, or one after a complete member) must
+                # open with the gzip magic; say so rather than pass on zlib's
+                # "incorrect header check".
+                raise zlib.error(f"expected a gzip member, got {data[:2]!r}")
             if max_length > 0:
                 room = max_length - len(out)
                 if room <= 0:
@@ -141,11 +149,9 @@ class GzipDecompressor:
             zlib.error: if the stream ended inside a member.
         """
         if self._tail:
-            raise ValueError(
-                f"GzipDecompressor.flush called with {len(self._tail)} unconsumed bytes"
-            )
+            raise ValueError("unconsumed_tail must be passed to decompress before flush")
         if self._started and not self._decomp.eof:
-            raise zlib.error("gzip stream is truncated")
+            raise zlib.error("incomplete or truncated gzip stream")
         return self._decomp.flush()
 
 
@@ -216,12 +222,15 @@ def raise_exc_info(exc_info: _ExcInfo) -> NoReturn:
 def errno_from_exception(e: BaseException) -> Optional[int]:
     """Return the errno of an exception, or None if it has none.
 
-    Uses the ``errno`` attribute when set, else the first constructor
-    argument (some socket errors only carry it there).
+    Uses the ``errno`` attribute if the exception has one (even when it is
+    None), else the first constructor argument (some socket errors only
+    carry it there).
     """
-    errno = getattr(e, "errno", None)
-    if errno is not None:
-        return int(errno)
+    # An ``errno`` attribute wins even when it is None (``OSError("text")``):
+    # the first argument is only consulted for exceptions without one.
+    if hasattr(e, "errno"):
+        errno: Optional[int] = e.errno
+        return errno
     if e.args:
         first: Optional[int] = e.args[0]
         return first
@@ -236,7 +245,7 @@ def _unescape_one(match: re.Match[str]) -> str:
     # ASCII letters and digits only: "\\é" is an escaped "é" to the re
     # module, as to Tornado.
     if char.isascii() and char.isalnum():
-        raise ValueError(f"cannot unescape '\\\\{char}': it is a regex class, not an escape")
+        raise ValueError(f"cannot unescape '\\\\{char}'")
     return char
 
 
@@ -322,12 +331,14 @@ class Configurable:
 
         Raises:
             ValueError: if ``impl`` is not a subclass of ``cls``.
+            TypeError: if ``impl`` is not a class at all.
         """
         base = cls.configurable_base()
         if isinstance(impl, str):
             impl = import_object(impl)
-        if impl is not None and not (isinstance(impl, type) and issubclass(impl, cls)):
-            raise ValueError(f"Invalid subclass of {cls.__name__}: {impl!r}")
+        # issubclass raises TypeError for something that is not a class.
+        if impl is not None and not issubclass(impl, cls):
+            raise ValueError(f"Invalid subclass of {cls}")
         _configured[base] = (impl, kwargs)
 
     @classmethod
@@ -372,12 +383,19 @@ class ArgReplacer:
 
     @staticmethod
     def _positional_names(func: Callable[..., Any]) -> list[str]:
+        # The names are those of the callable as given: a bound method's
+        # list starts with its ``self`` and a ``functools.wraps`` wrapper is
+        # not unwrapped (Tornado reads getfullargspec's ``args`` the same
+        # way, and programs index calls by it). Keyword-only parameters are
+        # not positions.
         try:
-            params = inspect.signature(func).parameters.values()
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"cannot read the signature of {func!r}") from exc
-        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        return [p.name for p in params if p.kind in kinds]
+            return list(inspect.getfullargspec(func).args)
+        except TypeError:
+            code = getattr(func, "func_code", None)
+            if code is None:
+                raise
+            # Cython functions carry a code object that inspect refuses.
+            return list(code.co_varnames[: code.co_argcount])
 
     def get_old_value(
         self, args: Sequence[Any], kwargs: dict[str, Any], default: Any = None

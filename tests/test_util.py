@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import functools
 import gzip
 import re
 import sys
@@ -97,6 +98,34 @@ def test_gzip_not_gzip() -> None:
         _drive(zlib.compress(b"hello"), 1024, 1024)
 
 
+def test_gzip_error_texts() -> None:
+    # Texts that callers and tests match on: what the stream starts with, a
+    # stream cut inside a member, and flush() before the tail was fed back.
+    with pytest.raises(zlib.error) as info:
+        GzipDecompressor().decompress(b"notgzip", 100)
+    assert str(info.value) == "expected a gzip member, got b'no'"
+    dec = GzipDecompressor()
+    with pytest.raises(zlib.error) as info:
+        dec.decompress(gzip.compress(b"x") + b"junk", 100)
+    assert str(info.value) == "expected a gzip member, got b'ju'"
+    dec = GzipDecompressor()
+    dec.decompress(gzip.compress(b"some data" * 100)[:-3], 10000)
+    with pytest.raises(zlib.error) as info:
+        dec.flush()
+    assert str(info.value) == "incomplete or truncated gzip stream"
+    dec = GzipDecompressor()
+    dec.decompress(gzip.compress(b"\0" * 100000), 10)
+    with pytest.raises(ValueError) as vinfo:
+        dec.flush()
+    assert str(vinfo.value) == "unconsumed_tail must be passed to decompress before flush"
+
+
+def test_gzip_negative_max_length_is_refused() -> None:
+    # zlib refuses a negative limit; it does not mean "no limit".
+    with pytest.raises(ValueError, match="max_length must be non-negative"):
+        GzipDecompressor().decompress(gzip.compress(b"abc"), -1)
+
+
 def test_gzip_flush_with_tail_raises() -> None:
     dec = GzipDecompressor()
     assert len(dec.decompress(gzip.compress(b"\0" * 100000), 10)) == 10
@@ -175,6 +204,10 @@ def test_errno_from_exception() -> None:
     assert errno_from_exception(OSError(errno.EPIPE, "pipe")) == errno.EPIPE
     assert errno_from_exception(Exception(errno.EBADF)) == errno.EBADF
     assert errno_from_exception(Exception()) is None
+    # An errno attribute counts even when it is None: OSError("text") has
+    # no errno, and its message is not one.
+    assert errno_from_exception(OSError("text")) is None
+    assert errno_from_exception(OSError()) is None
 
 
 def test_re_unescape() -> None:
@@ -186,6 +219,10 @@ def test_re_unescape() -> None:
     # Only ASCII letters and digits stand for classes: an escaped "é" (or
     # "٣", a digit to str.isdigit) is the character itself.
     assert re_unescape("\\\u00e9\\\u0663/") == "\u00e9\u0663/"
+    # The whole text is the escape, with nothing after it.
+    with pytest.raises(ValueError) as info:
+        re_unescape("x\\\\\\w+")
+    assert str(info.value) == "cannot unescape '\\\\w'"
 
 
 def test_timedelta_to_seconds() -> None:
@@ -240,8 +277,30 @@ def test_arg_replacer_keyword_only() -> None:
 
 
 def test_arg_replacer_unreadable_signature() -> None:
-    with pytest.raises(ValueError, match="signature"):
+    # inspect's own TypeError, as on Tornado.
+    with pytest.raises(TypeError):
         ArgReplacer(42, "x")  # type: ignore[arg-type]
+
+
+class _Holder:
+    def method(self, callback: Any = None) -> None:
+        pass
+
+
+def test_arg_replacer_counts_positions_of_the_callable_as_given() -> None:
+    # Positions are those of getfullargspec: a bound method's list starts
+    # with self, and a functools.wraps wrapper is read as its own signature
+    # (*args, **kwargs), not its wrapped function's. Code written for
+    # Tornado computes its indexes the same way.
+    assert ArgReplacer(_Holder().method, "callback").arg_pos == 1
+
+    @functools.wraps(_target)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        pass
+
+    r = ArgReplacer(wrapper, "callback")
+    assert r.arg_pos is None
+    assert r.replace("new", (1, 2), {}) == (None, (1, 2), {"callback": "new"})
 
 
 # --- Configurable -----------------------------------------------------------
@@ -332,8 +391,15 @@ def test_configurable_configure_by_name() -> None:
 
 
 def test_configurable_rejects_non_subclass() -> None:
-    with pytest.raises(ValueError, match="Invalid subclass of Base"):
+    # The message names the class configured, as Tornado's "%s" % cls does.
+    with pytest.raises(ValueError) as info:
         Base.configure(int)
+    assert str(info.value) == f"Invalid subclass of {Base}"
+    with pytest.raises(ValueError):
+        Base.configure("collections.OrderedDict")
+    # Something that is not a class at all fails in issubclass itself.
+    with pytest.raises(TypeError):
+        Base.configure(3)  # type: ignore[arg-type]
 
 
 def test_configurable_multi_level() -> None:

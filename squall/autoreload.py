@@ -54,7 +54,7 @@ import weakref  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Optional  # noqa: E402
 
-from squall import ioloop  # noqa: E402
+from squall import ioloop, util  # noqa: E402
 from squall.log import gen_log  # noqa: E402
 
 __all__ = ["add_reload_hook", "main", "start", "wait", "watch"]
@@ -101,7 +101,10 @@ def start(check_time: int = 500) -> None:
         return
     _io_loops[io_loop] = True
     if len(_io_loops) > 1:
-        gen_log.warning("squall.autoreload started more than once in the same process")
+        # The module's name as the program imported it: a program's test
+        # written for Tornado expects Tornado's text in this log line.
+        name = "tornado.autoreload" if util.running_as_tornado else "squall.autoreload"
+        gen_log.warning("%s started more than once in the same process", name)
     modify_times = dict(_initial_mtimes)
     callback = functools.partial(_reload_on_update, modify_times)
     ioloop.PeriodicCallback(callback, check_time).start()

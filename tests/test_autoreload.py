@@ -17,6 +17,7 @@ from typing import Any, Optional
 import pytest
 
 import squall.process
+import squall.util
 from squall import autoreload
 from squall.ioloop import IOLoop
 from squall.testing import ExpectLog
@@ -189,6 +190,26 @@ def test_start_once_per_loop() -> None:
     first, count = asyncio.run(run())
     assert count == 1
     with ExpectLog("squall.general", "squall.autoreload started more than once"):
+        asyncio.run(run())
+    del first
+
+
+def test_start_twice_warning_names_tornado_for_a_tornado_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A program run as Tornado (and its tests' ExpectLog) sees the module
+    # under the name it imported.
+    async def run() -> object:
+        # The loop is made first: with the flag set, making one would load
+        # Tornado's module names, which only squall.compat provides.
+        loop = IOLoop.current()
+        with monkeypatch.context() as patch:
+            patch.setattr(squall.util, "running_as_tornado", True)
+            autoreload.start(check_time=50)
+        return loop
+
+    first = asyncio.run(run())
+    with ExpectLog("squall.general", "tornado.autoreload started more than once in the same process"):
         asyncio.run(run())
     del first
 

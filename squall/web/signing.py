@@ -99,9 +99,9 @@ def create_signed_value(
         The signed value, ASCII bytes safe for a cookie.
 
     Raises:
-        ValueError: for an unknown version, a dict secret without
-            ``key_version`` or with version 1, or a ``key_version`` missing
-            from the dict.
+        ValueError: for an unknown version, or a dict secret without
+            ``key_version`` or with version 1.
+        KeyError: for a ``key_version`` missing from the dict.
     """
     if version is None:
         version = DEFAULT_SIGNED_VALUE_VERSION
@@ -118,8 +118,8 @@ def create_signed_value(
         if isinstance(secret, dict):
             if key_version is None:
                 raise ValueError("key_version must be given when the secret is a dict of keys")
-            if key_version not in secret:
-                raise ValueError(f"no secret for key_version {key_version!r}")
+            # A key_version the dict lacks raises the lookup's KeyError, the
+            # exception a Tornado program would catch here.
             secret = secret[key_version]
         to_sign = b"|".join(
             [
@@ -132,7 +132,7 @@ def create_signed_value(
             ]
         )
         return to_sign + _create_signature_v2(secret, to_sign)
-    raise ValueError(f"Unsupported signed value version {version!r}")
+    raise ValueError(f"Unsupported version {version!r}")
 
 
 def _get_version(value: bytes) -> int:

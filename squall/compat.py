@@ -447,6 +447,10 @@ def _facade() -> types.ModuleType:
     module.squall_version = squall.version  # type: ignore[attr-defined]
     module.__all__ = list(squall.__all__)  # type: ignore[attr-defined]
     module.__path__ = list(squall.__path__)
+    # Squall's package file, as the spec's origin says: programs and tools
+    # read ``tornado.__file__`` (os.path.dirname, inspect.getfile), and a
+    # module without one reads as built in.
+    module.__file__ = squall.__file__
     module._squall_facade = True  # type: ignore[attr-defined]
     lazy = _SQUALL_LAZY
     from squall._tornado_homes import HOMES

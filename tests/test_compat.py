@@ -104,6 +104,17 @@ def test_version_is_the_tornado_api_level(compat: None) -> None:
     assert tornado.__all__ == squall.__all__
 
 
+def test_facade_has_squalls_package_file(compat: None) -> None:
+    # os.path.dirname(tornado.__file__) and inspect.getfile(tornado) work as
+    # on Tornado; both name Squall's package, where the code is.
+    import inspect
+
+    import tornado
+
+    assert tornado.__file__ == squall.__file__
+    assert inspect.getfile(tornado) == squall.__file__
+
+
 def test_facade_loads_submodules_lazily_and_refuses_unknown_names(compat: None) -> None:
     import tornado
 

@@ -85,9 +85,12 @@ def _quote_value(value: str) -> str:
     return encoded
 
 
-def _check_attribute(label: str, value: str) -> None:
+def _check_attribute(label: str, value: str, cookie: str) -> None:
     if not _BREAKING_CHARS.isdisjoint(value):
-        raise http.cookies.CookieError(f"Invalid cookie attribute {label}: {value!r}")
+        # Tornado's words: tests match on "Invalid cookie attribute <label>".
+        raise http.cookies.CookieError(
+            f"Invalid cookie attribute {label}={value!r} for cookie {cookie!r}"
+        )
 
 
 def _max_age(value: Any) -> int:
@@ -118,8 +121,7 @@ def format_set_cookie(name: str, value: str, attributes: dict[str, Any]) -> str:
         ValueError: for a ``max-age`` that is not an integer, or a value
             holding characters beyond Latin-1.
     """
-    if not _BREAKING_CHARS.isdisjoint(name):
-        raise http.cookies.CookieError(f"Invalid cookie attribute name: {name!r}")
+    _check_attribute("name", name, name)
     if not name or not _NAME_CHARS.issuperset(name):
         raise http.cookies.CookieError(f"Illegal cookie name {name!r}")
     encoded = _quote_value(value)
@@ -256,12 +258,14 @@ class CookieMixin:
             lower = "max-age" if lower == "max_age" else lower
             attributes[lower] = item
             labels[lower] = key
+        if isinstance(name, bytes):
+            name = name.decode("utf-8")
+        # The name first, then the attributes, as Tornado reports them.
+        _check_attribute("name", name, name)
         for key, label in labels.items():
             item = attributes.get(key)
             if isinstance(item, str):
-                _check_attribute(label, item)
-        if isinstance(name, bytes):
-            name = name.decode("utf-8")
+                _check_attribute(label, item, name)
         line = format_set_cookie(name, text, attributes)
         headers = self._headers
         # One Set-Cookie line per name: a new value replaces the old line.

@@ -183,6 +183,18 @@ def test_a_space_or_control_character_in_a_value_is_refused(value: str) -> None:
     assert handler.set_cookies() == ['a="a\\054b\\073c\\177\\351"; Path=/']
 
 
+def test_refused_name_or_attribute_message_is_tornados() -> None:
+    # "Invalid cookie attribute <label>=<value> for cookie <name>"; the name
+    # is reported before a bad attribute, as Tornado checks it first.
+    handler = StubHandler()
+    with pytest.raises(http.cookies.CookieError) as info:
+        handler.set_cookie("a b", "v", domain="x;y")
+    assert str(info.value) == "Invalid cookie attribute name='a b' for cookie 'a b'"
+    with pytest.raises(http.cookies.CookieError) as info:
+        handler.set_cookie("c", "v", path="/p;q")
+    assert str(info.value) == "Invalid cookie attribute path='/p;q' for cookie 'c'"
+
+
 def test_breaking_characters_in_extra_attributes_name_the_given_spelling() -> None:
     handler = StubHandler()
     with (

@@ -209,7 +209,9 @@ def test_start_twice_warning_names_tornado_for_a_tornado_program(
         return loop
 
     first = asyncio.run(run())
-    with ExpectLog("squall.general", "tornado.autoreload started more than once in the same process"):
+    with ExpectLog(
+        "squall.general", "tornado.autoreload started more than once in the same process"
+    ):
         asyncio.run(run())
     del first
 

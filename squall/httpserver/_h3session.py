@@ -290,14 +290,16 @@ class _H3Session(QuicConnectionProtocol):
         assert h3 is not None
         trailers = stream.trailers_out
         try:
-            if stream.stream_id in self._held:
-                self._release(stream.stream_id, trailers is None)
-            elif trailers is None:
-                h3.send_data(stream.stream_id, b"", True)
             if trailers is not None:
                 # The trailer section ends the stream (RFC 9114 section 4.1).
                 stream.trailers_out = None
+                if stream.stream_id in self._held:
+                    self._release(stream.stream_id, False)
                 h3.send_headers(stream.stream_id, trailers, True)
+            elif stream.stream_id in self._held:
+                self._release(stream.stream_id, True)
+            else:
+                h3.send_data(stream.stream_id, b"", True)
         except Exception:
             self._lose_stream(stream)
             return

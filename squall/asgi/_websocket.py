@@ -77,6 +77,18 @@ def _check_tunnel(headers: HTTPHeaders) -> None:
 _UPGRADE_FIELDS = frozenset({"upgrade", "connection", "sec-websocket-accept"})
 
 
+def _frameable_reason(reason: Optional[str]) -> Optional[str]:
+    """An application's close reason cut to the 123 bytes of UTF-8 a close
+    frame holds (RFC 6455 section 5.5), at a character boundary: the client
+    still gets the code, and as much of the reason as fits."""
+    if reason is None or len(reason) * 4 <= 123:
+        return reason
+    data = reason.encode("utf-8")
+    if len(data) <= 123:
+        return reason
+    return data[:123].decode("utf-8", "ignore")
+
+
 class _WebSocketCycle(SessionCycle, _Peer):
     """One WebSocket: the application's receive/send, and the protocol's peer."""
 
@@ -190,9 +202,10 @@ class _WebSocketCycle(SessionCycle, _Peer):
                 proto = self._proto
                 assert proto is not None
                 try:
-                    proto.close(int(message.get("code") or 1000), message.get("reason") or None)
+                    reason = _frameable_reason(message.get("reason") or None)
+                    proto.close(int(message.get("code") or 1000), reason)
                 except ValueError:
-                    # A reason over 123 bytes or a code past 16 bits: the
+                    # A code past 16 bits, a reason that is not text: the
                     # close still goes, without them (an empty close frame).
                     proto.close()
             else:
@@ -203,6 +216,10 @@ class _WebSocketCycle(SessionCycle, _Peer):
             elif kind == "websocket.close":
                 self._state = CLOSED
                 self._respond(403, HTTPHeaders(), b"")
+                # The application may go on receiving (Starlette's
+                # WebSocketEndpoint does, to call on_disconnect): it hears
+                # the WebSocket never opened, as uvicorn tells it.
+                self._disconnected(1006, "")
             elif kind == "websocket.http.response.start":
                 status = message.get("status")
                 if not isinstance(status, int) or not 200 <= status <= 999:
@@ -312,7 +329,8 @@ class _WebSocketCycle(SessionCycle, _Peer):
         if not more:
             self._state = CLOSED
             conn.finish()
-            self._disconnected(1000, "")
+            # The WebSocket never opened (1006, as after a refusal).
+            self._disconnected(1006, "")
 
     def _abort(self) -> None:
         proto = self._proto

@@ -82,14 +82,15 @@ def test_app_closes_with_code_and_reason_and_send_after_close_raises() -> None:
     run(main())
 
 
-def test_a_close_reason_too_long_to_frame_still_closes_without_it() -> None:
-    # The ASGI application is not told (its send completes): the close goes
-    # out empty, as it did before the protocol's close() refused such
-    # reasons to its direct callers.
+def test_a_close_reason_too_long_to_frame_is_cut_and_the_code_kept() -> None:
+    # A close frame holds 123 bytes of reason. The application's send
+    # completes and the client still gets its code, with as much of the
+    # reason as fits, cut between characters (as uvicorn's wsproto server
+    # does); the old empty close lost the code too.
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": 4321, "reason": "x" * 124})
+        await send({"type": "websocket.close", "code": 4321, "reason": "\u00e9" * 70})
 
     async def main() -> None:
         async with serving(app) as (port, delegate, _):
@@ -98,9 +99,39 @@ def test_a_close_reason_too_long_to_frame_still_closes_without_it() -> None:
                     await ws.recv()
             await delegate.wait_requests(1.0)
         assert info.value.rcvd is not None
-        assert info.value.rcvd.code == 1005
+        assert (info.value.rcvd.code, info.value.rcvd.reason) == (4321, "\u00e9" * 61)
 
     run(main())
+
+
+def test_receive_after_refusing_or_denying_is_a_disconnect() -> None:
+    # An application that refused the WebSocket (websocket.close before
+    # accepting, or a denial response) may go on receiving: Starlette's
+    # WebSocketEndpoint does, to run on_disconnect. It hears the WebSocket
+    # never opened (1006, as under uvicorn) instead of waiting forever.
+    heard: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        if scope["path"] == "/refuse":
+            await send({"type": "websocket.close", "code": 4403})
+        else:
+            await send({"type": "websocket.http.response.start", "status": 401})
+            await send({"type": "websocket.http.response.body", "body": b"no"})
+        heard.append(await receive())
+
+    async def main() -> None:
+        async with serving(app) as (port, delegate, _):
+            for path, status in (("/refuse", 403), ("/deny", 401)):
+                with pytest.raises(InvalidStatus) as info:
+                    async with connect(f"ws://127.0.0.1:{port}{path}"):
+                        pass
+                assert info.value.response.status_code == status
+            assert await delegate.wait_requests(HANG_GUARD)
+
+    run(main())
+    disconnect = {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+    assert heard == [disconnect, disconnect]
 
 
 def test_close_before_accept_is_a_403_and_the_denial_extension_sends_a_response() -> None:

@@ -388,6 +388,13 @@ class _ASGIConnection(Exchange):
             headers.setdefault("Upgrade", "websocket")
             headers.setdefault("Connection", "Upgrade")
             headers.setdefault("Sec-Websocket-Version", "13")
+            if "Sec-Websocket-Protocol" not in headers:
+                # Some ASGI servers (uvicorn's wsproto) leave the handshake's
+                # fields out of the scope's headers and give the offered
+                # subprotocols only here: select_subprotocol still sees them.
+                offered = self._scope.get("subprotocols")
+                if offered:
+                    headers["Sec-Websocket-Protocol"] = ", ".join(offered)
             if "Sec-Websocket-Key" not in headers:
                 from squall import _ws
 

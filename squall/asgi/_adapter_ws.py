@@ -230,8 +230,12 @@ class _ASGIChannel:
             self.error = exc_info if isinstance(exc_info, BaseException) else StreamClosedError()
         conn = self._conn
         if not self._close_queued and not conn.gone:
+            # The protocol closes its stream without a close of its own only
+            # when it aborts (open() or on_message raised, send_error): where
+            # the native server drops the connection, the client hears an
+            # error too (1011), not a normal closure.
             self._close_queued = True
-            conn.queue({"type": "websocket.close", "code": 1011 if exc_info else 1000})
+            conn.queue({"type": "websocket.close", "code": 1011})
         self._events.clear()
         self._release()
         read = self._read

@@ -39,6 +39,8 @@ class Member(websocket.WebSocketHandler):
             self.close(4002, "as asked")
         elif message == "ping":
             self.ping(b"p")
+        elif message == "raise":
+            raise ValueError("the handler fails")
         elif message == "all":
             # From a member's own callback: between its writes, in order.
             self.write_message("before")
@@ -55,6 +57,12 @@ class Member(websocket.WebSocketHandler):
         await self.room.release.wait()
         await self.write_message("slow done")
 
+    def select_subprotocol(self, subprotocols: list[str]) -> Optional[str]:
+        if not subprotocols:
+            return None
+        self.room.log.append(("offered", subprotocols))
+        return subprotocols[-1]
+
     def on_pong(self, data: bytes) -> None:
         self.write_message(b"pong " + data, binary=True)
 
@@ -67,7 +75,9 @@ class Member(websocket.WebSocketHandler):
 class Client:
     """One ASGI WebSocket call of the adapter, with the test as the ASGI server."""
 
-    def __init__(self, adapter: ASGIAdapter, path: str = "/ws") -> None:
+    def __init__(
+        self, adapter: ASGIAdapter, path: str = "/ws", subprotocols: tuple[str, ...] = ()
+    ) -> None:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.gate: Optional[asyncio.Event] = None
@@ -79,7 +89,7 @@ class Client:
             "headers": [(b"host", b"test")],
             "scheme": "ws",
             "client": ("127.0.0.1", 5000),
-            "subprotocols": [],
+            "subprotocols": list(subprotocols),
         }
         self.inbox.put_nowait({"type": "websocket.connect"})
         self.call = asyncio.ensure_future(adapter(scope, self.inbox.get, self._send))
@@ -263,3 +273,40 @@ def test_the_message_core_refuses_what_asgi_cannot_carry() -> None:
     core.close_sent = True
     with pytest.raises(_ws.LocalProtocolError, match="closing"):
         core.send_message("late")
+
+
+def test_subprotocols_given_only_in_the_scope_reach_select_subprotocol() -> None:
+    # uvicorn's wsproto server leaves Sec-WebSocket-Protocol out of the
+    # scope's headers and gives the offer only as "subprotocols": the
+    # handler chooses from it as it would from the header.
+    async def main() -> None:
+        room = Room()
+        client = Client(adapter(room), subprotocols=("chat", "chat.v2"))
+        accept = await client.next()
+        assert (accept["type"], accept["subprotocol"]) == ("websocket.accept", "chat.v2")
+        assert room.log == [("offered", ["chat", "chat.v2"])]
+        (member,) = room.members
+        assert member.selected_subprotocol == "chat.v2"
+        client.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        await client.ended()
+
+    run(main)
+
+
+def test_a_handler_that_raises_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:
+    # The native server drops the connection when on_message raises; over
+    # ASGI the client is told of the failure by 1011, not a normal 1000.
+    async def main() -> None:
+        room = Room()
+        room.closed = asyncio.get_running_loop().create_future()
+        client = Client(adapter(room))
+        await client.next()
+        client.receive("raise")
+        assert await client.next() == {"type": "websocket.close", "code": 1011}
+        client.inbox.put_nowait({"type": "websocket.disconnect", "code": 1011})
+        await asyncio.wait_for(room.closed, LIMIT)
+        await client.ended()
+
+    with caplog.at_level("ERROR"):
+        run(main)
+    assert "the handler fails" in caplog.text

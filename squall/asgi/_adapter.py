@@ -121,7 +121,10 @@ class _ASGIConnection(Exchange):
     def __init__(
         self, app: HTTPServerConnectionDelegate, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        Exchange.__init__(self, _ASGIContext(scope))
+        # A HEAD request's response declares the Content-Length of the body
+        # it does not carry (the handler writes none; the ASGI server sends
+        # none): finish() must not miss the bytes.
+        Exchange.__init__(self, _ASGIContext(scope), scope.get("method") == "HEAD")
         self._app = app
         self._scope = scope
         self._receive = receive

@@ -351,6 +351,58 @@ def test_adapter_merges_queued_body_pieces_and_uses_path_without_raw_path() -> N
     assert sent[-1]["more_body"] is False
 
 
+def test_adapter_head_requests_declare_the_length_of_the_body_they_omit(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A HEAD response carries the Content-Length of the GET's body and no
+    # body: a handler's head() that says so, the 405 page of a handler
+    # without one and a static file all answered 500 under the adapter,
+    # whose connection took the missing bytes for a short response.
+    class Sized(web.RequestHandler):
+        def head(self) -> None:
+            self.set_header("Content-Length", "6")
+
+    class GetOnly(web.RequestHandler):
+        def get(self) -> None:
+            self.write("body")
+
+    (tmp_path / "file.txt").write_bytes(b"twelve bytes")
+    adapter = ASGIAdapter(
+        web.Application(
+            [
+                (r"/sized", Sized),
+                (r"/get-only", GetOnly),
+                (r"/static/(.*)", web.StaticFileHandler, {"path": str(tmp_path)}),
+            ]
+        )
+    )
+
+    async def main() -> dict[str, list[dict[str, Any]]]:
+        answers = {}
+        for path in ("/sized", "/get-only", "/static/file.txt"):
+            scope = http_scope(path, "HEAD")
+            answers[path] = await call(adapter, scope, [{"type": "http.request"}])
+        return answers
+
+    with caplog.at_level(logging.WARNING):
+        answers = run(main())
+    for path, status, length in (
+        ("/sized", 200, b"6"),
+        ("/get-only", 405, None),
+        ("/static/file.txt", 200, b"12"),
+    ):
+        start, *bodies = answers[path]
+        assert start["status"] == status, path
+        headers = dict(start["headers"])
+        if length is not None:
+            assert headers[b"content-length"] == length
+        else:
+            assert int(headers[b"content-length"]) > 0
+        assert b"".join(m.get("body", b"") for m in bodies) == b""
+        assert bodies[-1]["more_body"] is False
+    assert "Content-Length" not in caplog.text
+
+
 def test_adapter_body_limit_and_disconnect(caplog: pytest.LogCaptureFixture) -> None:
     adapter = ASGIAdapter(web.Application([(r"/", Limited)]))
 

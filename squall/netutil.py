@@ -379,13 +379,17 @@ def _numeric_address(host: str, port: int, family: socket.AddressFamily) -> Opti
     a worker thread; a literal of the wrong family is left to it (it raises
     the usual error). Scoped IPv6 literals (``fe80::1%eth0``) are looked up.
     """
-    if type(port) is not int or not 0 <= port <= 65535 or type(host) is not str:
+    if type(port) is not int or not 0 <= port <= 65535 or type(host) is not str or "\x00" in host:
         # The rest is getaddrinfo's to answer: a port given as a string
         # ("80", "http"; the address must carry the number), one out of
-        # range (an error, or what the platform makes of it), a host as bytes.
+        # range (an error, or what the platform makes of it), a host as
+        # bytes, or one with a NUL (getaddrinfo reads it up to the NUL,
+        # where inet_pton would raise ValueError).
         return None
     if family in (socket.AF_UNSPEC, socket.AF_INET):
         try:
+            # Strict dotted quads only ("127.1" and "0177.0.0.1" are left to
+            # getaddrinfo), so the text is already in getaddrinfo's spelling.
             socket.inet_pton(socket.AF_INET, host)
         except OSError:
             pass
@@ -393,11 +397,13 @@ def _numeric_address(host: str, port: int, family: socket.AddressFamily) -> Opti
             return [(socket.AF_INET, (host, port))]
     if family in (socket.AF_UNSPEC, socket.AF_INET6) and "%" not in host:
         try:
-            socket.inet_pton(socket.AF_INET6, host)
+            packed = socket.inet_pton(socket.AF_INET6, host)
         except OSError:
             pass
         else:
-            return [(socket.AF_INET6, (host, port, 0, 0))]
+            # Given back in getaddrinfo's spelling: "0:0:0:0:0:0:0:1" and
+            # "::0001" as "::1", "::FFFF:1.2.3.4" as "::ffff:1.2.3.4".
+            return [(socket.AF_INET6, (socket.inet_ntop(socket.AF_INET6, packed), port, 0, 0))]
     return None
 
 

@@ -742,3 +742,24 @@ def test_ip_literal_with_odd_arguments_is_answered_as_getaddrinfo_answers(
             return type(e)
 
     assert asyncio.run(main()) == expected
+
+
+@pytest.mark.parametrize(
+    "host", ["0:0:0:0:0:0:0:1", "::0001", "::FFFF:1.2.3.4", "2001:DB8::1", "127.0.0.1\x00"]
+)
+def test_ip_literal_comes_back_as_getaddrinfo_spells_it(host: str) -> None:
+    # The IP-literal shortcut must not show through: an IPv6 address in a
+    # long or upper-case spelling comes back in the short lower-case one,
+    # and a host with a NUL is read up to the NUL, as getaddrinfo does
+    # (and as every other resolver does, since they all call it).
+    expected = [
+        (fam, addr)
+        for fam, _t, _p, _c, addr in socket.getaddrinfo(
+            host, 80, socket.AF_UNSPEC, socket.SOCK_STREAM
+        )
+    ]
+
+    async def main() -> list[tuple[int, object]]:
+        return await netutil.DefaultLoopResolver().resolve(host, 80)
+
+    assert asyncio.run(main()) == expected

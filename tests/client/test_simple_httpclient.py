@@ -470,6 +470,69 @@ class TimeoutTest(ClientTestCase):
         # compare it: Salt's http.query returns it as its error).
         self.assertEqual(str(cm.exception), f"[Errno {errno.ECONNREFUSED}] Connection refused")
 
+    @gen_test(timeout=HANG_GUARD)
+    async def test_an_address_that_never_answers_gives_way_to_the_other_family(self) -> None:
+        # A host with an IPv6 address routed into a black hole and a working
+        # IPv4 one: the IPv4 attempt starts after a moment (RFC 8305), as
+        # Tornado's TCPClient does, instead of the request waiting for the
+        # first connect to time out.
+        server = await self.serve(hello)
+        loop = asyncio.get_running_loop()
+        black_hole = ("100::1", 9, 0, 0)
+        stuck: list[asyncio.Future[None]] = []
+        real_sock_connect = loop.sock_connect
+
+        def sock_connect(sock: socket.socket, address: Any) -> Any:
+            if address == black_hole:
+                stuck.append(loop.create_future())
+                return stuck[-1]
+            return real_sock_connect(sock, address)
+
+        class DualStack(Resolver):
+            async def resolve(self, host: str, port: int, family: Any = socket.AF_UNSPEC) -> Any:
+                return [(socket.AF_INET6, black_hole), (socket.AF_INET, ("127.0.0.1", port))]
+
+        client = SimpleAsyncHTTPClient(force_instance=True, resolver=DualStack())
+        try:
+            with mock.patch.object(loop, "sock_connect", sock_connect):
+                response = await client.fetch(
+                    f"http://dual.test:{server.port}/", connect_timeout=HANG_GUARD
+                )
+        finally:
+            client.close()
+        self.assertEqual(response.body, b"hello /")
+        # The attempt that lost is called off.
+        self.assertEqual(len(stuck), 1)
+        self.assertTrue(stuck[0].cancelled())
+
+    @gen_test(timeout=HANG_GUARD)
+    async def test_connect_timeout_calls_off_every_attempt_of_the_race(self) -> None:
+        loop = asyncio.get_running_loop()
+        stuck: list[asyncio.Future[None]] = []
+
+        def sock_connect(sock: socket.socket, address: Any) -> Any:
+            stuck.append(loop.create_future())
+            return stuck[-1]
+
+        class DualStack(Resolver):
+            async def resolve(self, host: str, port: int, family: Any = socket.AF_UNSPEC) -> Any:
+                return [
+                    (socket.AF_INET6, ("100::1", port, 0, 0)),
+                    (socket.AF_INET, ("192.0.2.1", port)),
+                ]
+
+        client = SimpleAsyncHTTPClient(force_instance=True, resolver=DualStack())
+        try:
+            with mock.patch.object(loop, "sock_connect", sock_connect):
+                with self.assertRaises(HTTPTimeoutError) as cm:
+                    # Past the moment the second family starts (0.3 s).
+                    await client.fetch("http://dual.test/", connect_timeout=0.5)
+        finally:
+            client.close()
+        self.assertEqual(str(cm.exception), "Timeout while connecting to dual.test:80")
+        self.assertEqual(len(stuck), 2)
+        self.assertTrue(all(future.cancelled() for future in stuck))
+
     @gen_test
     async def test_zero_timeouts_mean_none(self) -> None:
         server = await self.serve(hello)

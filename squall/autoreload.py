@@ -85,6 +85,7 @@ usage: python -m squall.autoreload [--until-success] -m module [args...]
 Runs the program and runs it again whenever one of its source files changes.
   -m module         run a module, as ``python -m module`` does
   --until-success   stop after the program exits with status 0
+  --                end of these options: what follows is the program's
 """
 
 
@@ -233,8 +234,18 @@ def _reload() -> None:
 
 
 def _parse_args(args: list[str]) -> tuple[Optional[str], Optional[str], bool, list[str]]:
-    """(module, path, until_success, program args) from the wrapper's arguments."""
+    """(module, path, until_success, program args) from the wrapper's arguments.
+
+    The wrapper's options are read up to the first argument that is not
+    one of them, ``-m module`` included, as Tornado's wrapper reads them:
+    ``-m app --until-success -- --port=8000`` runs ``app`` until it
+    succeeds with ``--port=8000`` as its only argument (a later ``-m``
+    replaces an earlier one). A ``--`` ends the wrapper's options and is
+    not passed on. After ``-m module``, another option starting with ``-``
+    is the program's (Tornado's wrapper refuses it).
+    """
     until_success = False
+    module: Optional[str] = None
     i = 0
     while i < len(args):
         arg = args[i]
@@ -246,20 +257,26 @@ def _parse_args(args: list[str]) -> tuple[Optional[str], Optional[str], bool, li
         elif arg == "-m":
             if i + 1 >= len(args):
                 raise _UsageError("-m needs a module name")
-            return args[i + 1], None, until_success, args[i + 2 :]
-        elif arg.startswith("-m") and len(arg) > 2:
-            return arg[2:], None, until_success, args[i + 1 :]
+            i += 1
+            module = args[i]
+        elif arg.startswith("-m"):
+            module = arg[2:]
         elif arg == "--":
             i += 1
             break
         elif arg.startswith("-") and arg != "-":
+            if module is not None:
+                break
             raise _UsageError(f"unknown option {arg!r}")
         else:
             break
         i += 1
-    if i >= len(args):
+    rest = args[i:]
+    if module is not None:
+        return module, None, until_success, rest
+    if not rest:
         raise _UsageError("either -m module or a script path is required")
-    return None, args[i], until_success, args[i + 1 :]
+    return None, rest[0], until_success, rest[1:]
 
 
 class _UsageError(Exception):

@@ -275,6 +275,27 @@ def test_parse_args() -> None:
             parse(bad)
 
 
+def test_wrapper_options_are_read_after_the_module_name_too() -> None:
+    # As Tornado's wrapper (optparse) reads its command line: "-m app" does
+    # not end the wrapper's options, so "--until-success" after it is the
+    # wrapper's, and "--" (the way to give a -m program options on Tornado)
+    # is dropped rather than handed to the program, whose option parser
+    # would take everything after it as positional arguments.
+    parse = autoreload._parse_args
+    assert parse(["-m", "app", "--until-success", "x"]) == ("app", None, True, ["x"])
+    assert parse(["-m", "app", "--", "--port=8000"]) == ("app", None, False, ["--port=8000"])
+    assert parse(["-m", "a", "-m", "b", "x"]) == ("b", None, False, ["x"])
+    assert parse(["-m", "app", "x", "--until-success"]) == (
+        "app",
+        None,
+        False,
+        ["x", "--until-success"],
+    )
+    # An option of the program's own after -m is passed on (Tornado's
+    # wrapper refuses it with a usage error).
+    assert parse(["-m", "app", "--port=8000"]) == ("app", None, False, ["--port=8000"])
+
+
 def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> list[bool]:
     waited: list[bool] = []
     monkeypatch.setattr(autoreload, "_wait", lambda check_time: waited.append(True))

@@ -420,6 +420,11 @@ class WebSocketClientConnection(_Peer):
             self._on_message_callback(None)
         while self._readers:
             future_set_result_unless_cancelled(self._readers.popleft(), None)
+        # The TCPClient is this connection's alone: closing it closes the
+        # resolver it made (a configured Resolver may hold a c-ares channel
+        # or an executor), as Tornado's client does once its connection
+        # closes. A resolver the caller passed in is left open.
+        self.tcp_client.close()
 
     # -- writing and closing
 

@@ -16,6 +16,7 @@ from squall.httpclient import HTTPClientError, HTTPRequest, _RequestProxy
 from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
 from squall.log import app_log
+from squall.netutil import DefaultLoopResolver, Resolver
 from squall.queues import QueueEmpty
 from squall.tcpclient import TCPClient
 from squall.testing import AsyncHTTPTestCase, AsyncTestCase, ExpectLog, gen_test
@@ -445,6 +446,33 @@ class EchoingPeer(AsyncHTTPTestCase):
         # The server's echo carries the code alone: no reason, so None.
         assert (ws.close_code, ws.close_reason) == (1001, None)
         assert ws.parsed.netloc == f"LocalHost:{port}"
+
+    @gen_test
+    async def test_closing_releases_the_resolver_it_made_but_not_one_given(self) -> None:
+        closed: list[str] = []
+
+        class Counting(Resolver):
+            def initialize(self, name: str = "made") -> None:
+                self.name = name
+
+            def resolve(self, host: str, port: int, family: Any = socket.AF_UNSPEC) -> Any:
+                return DefaultLoopResolver().resolve(host, port, family)
+
+            def close(self) -> None:
+                closed.append(self.name)
+
+        url = f"ws://127.0.0.1:{self.get_http_port()}/echo"
+        Resolver.configure(Counting)
+        try:
+            made = await websocket_connect(url)
+            given = await websocket_connect(url, resolver=Counting(name="given"))
+        finally:
+            Resolver.configure(None)
+        assert closed == []
+        for ws in (made, given):
+            ws.close()
+            assert await ws.read_message() is None
+        assert closed == ["made"]
 
     @gen_test
     async def test_parsed_of_a_secure_ipv6_url(self) -> None:

@@ -144,12 +144,17 @@ class _Connector:
         """The connect deadline has come: fail the race and close every stream."""
         self._deadline_handle = None
         if not self.future.done():
-            pending = ", ".join(sorted(_format_addr(addr) for addr in self._pending.values()))
-            message = "Timeout while connecting"
-            if pending:
-                message += f" to {pending}"
-            self.future.set_exception(TimeoutError(message))
+            self.future.set_exception(TimeoutError(f"Timeout {self.connecting_phase()}"))
         self.close_streams()
+
+    def connecting_phase(self) -> str:
+        """What a timeout would interrupt now, for its message.
+
+        ``"while connecting to 192.0.2.1:80, [2001:db8::1]:80"``: the
+        addresses with an attempt in flight; ``"while connecting"`` if none.
+        """
+        pending = ", ".join(sorted(_format_addr(addr) for addr in self._pending.values()))
+        return f"while connecting to {pending}" if pending else "while connecting"
 
     def close_streams(self) -> None:
         """Closes every stream but the winner's."""

@@ -29,7 +29,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Hashable
-from typing import Any, Optional, cast
+from typing import Any, Optional, Union, cast
 
 from squall import util
 from squall._h1 import H1Limits
@@ -541,7 +541,7 @@ class _Fetch:
         self.request = request
         self.callback = callback
         self.done = False
-        self.phase = "while connecting"
+        self.phase: Union[str, Callable[[], str]] = "while connecting"
         self.deadline: Optional[float] = None
         self.started = time.monotonic()
         self.time_info = None if queued is None else {"queue": queued}
@@ -558,7 +558,7 @@ class _Fetch:
         self._start_hop(self.request, self.started)
 
     # ConnectWatcher
-    def connect_phase(self, phase: str) -> None:
+    def connect_phase(self, phase: Union[str, Callable[[], str]]) -> None:
         self.phase = phase
 
     # -- timeouts and the end ------------------------------------------------
@@ -573,7 +573,10 @@ class _Fetch:
         self.deadline = None
         if self.done:
             return
-        self._finish(self._error_response(HTTPTimeoutError(f"Timeout {self.phase}")))
+        phase = self.phase
+        if not isinstance(phase, str):
+            phase = phase()
+        self._finish(self._error_response(HTTPTimeoutError(f"Timeout {phase}")))
 
     def _error_response(self, exc: BaseException) -> HTTPResponse:
         if isinstance(exc, StreamClosedError):

@@ -34,7 +34,7 @@ from squall.httputil import encode_username_password
 from squall.log import gen_log
 from squall.netutil import Resolver, ssl_options_to_context
 from squall.platform.asyncio import _bound_reads
-from squall.tcpclient import _Connector
+from squall.tcpclient import _Connector, _format_addr
 
 __all__ = [
     "ClientConnection",
@@ -134,8 +134,9 @@ def peer_silent(sock: socket.socket) -> bool:
 class ConnectWatcher(Protocol):
     """Told what `open_connection` is doing, so a timeout can say where it struck."""
 
-    def connect_phase(self, phase: str) -> None:
-        """``phase`` reads after "Timeout " (``"while resolving example.com"``)."""
+    def connect_phase(self, phase: Union[str, Callable[[], str]]) -> None:
+        """``phase`` reads after "Timeout " (``"while resolving example.com"``);
+        a function gives it when a timeout strikes."""
         ...
 
 
@@ -459,20 +460,22 @@ async def _connect_socket(
     af: socket.AddressFamily,
     source_ip: Optional[str],
     watcher: ConnectWatcher,
-) -> socket.socket:
+) -> tuple[socket.socket, Any]:
+    """The connected socket and the address it is connected to."""
     watcher.connect_phase(f"while resolving {host}")
     addrinfo = await resolver.resolve(host, port, af)
     if not addrinfo:
         raise OSError(f"no address found for {host}:{port}")
-    watcher.connect_phase(f"while connecting to {host}:{port}")
     # The addresses are raced as TCPClient races them (RFC 8305), so that
     # a host whose first family does not answer (IPv6 routed into a black
     # hole, say) is reached on the other after a moment, as on Tornado,
     # instead of the request waiting out its connect timeout. Within a
     # family, addresses are tried one after another in the resolver's order.
     connector = _Connector(addrinfo, functools.partial(_start_attempt, loop, source_ip))
-    _family, _address, attempt = await connector.start()
-    return cast(_Attempt, attempt).sock
+    # A timeout names the addresses still being tried, as Tornado's does.
+    watcher.connect_phase(connector.connecting_phase)
+    _family, address, attempt = await connector.start()
+    return cast(_Attempt, attempt).sock, address
 
 
 async def open_connection(
@@ -503,7 +506,9 @@ async def open_connection(
     """
     loop = asyncio.get_running_loop()
     target_host, target_port = (proxy[0], proxy[1]) if proxy is not None else (host, port)
-    sock = await _connect_socket(loop, resolver, target_host, target_port, af, source_ip, watcher)
+    sock, address = await _connect_socket(
+        loop, resolver, target_host, target_port, af, source_ip, watcher
+    )
     conn = ClientConnection(key, limits, proxy is not None and scheme == "http")
     conn.sock = sock
     try:
@@ -517,7 +522,8 @@ async def open_connection(
                 tls = await loop.start_tls(conn.transport, conn, ssl_context, server_hostname=host)
                 conn.transport = cast(asyncio.Transport, tls)
         elif ssl_context is not None:
-            watcher.connect_phase(f"during TLS handshake with {host}:{port}")
+            # Named by the address connected to, as Tornado's TCPClient says.
+            watcher.connect_phase(f"during TLS handshake with {_format_addr(address)}")
             await loop.create_connection(
                 lambda: conn, sock=sock, ssl=ssl_context, server_hostname=host
             )

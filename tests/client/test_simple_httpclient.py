@@ -529,7 +529,8 @@ class TimeoutTest(ClientTestCase):
                     await client.fetch("http://dual.test/", connect_timeout=0.5)
         finally:
             client.close()
-        self.assertEqual(str(cm.exception), "Timeout while connecting to dual.test:80")
+        # The addresses still being tried, as Tornado's TCPClient names them.
+        self.assertEqual(str(cm.exception), "Timeout while connecting to 192.0.2.1:80, [100::1]:80")
         self.assertEqual(len(stuck), 2)
         self.assertTrue(all(future.cancelled() for future in stuck))
 
@@ -948,6 +949,34 @@ class TLSTest(ClientTestCase):
         with ExpectLog(gen_log, "SSL Error", required=False):
             with self.assertRaises(ssl.SSLError):
                 await self.fetch(server.url("/", "https"))
+
+    @gen_test
+    async def test_tls_handshake_timeout_names_the_address_connected_to(self) -> None:
+        # As Tornado's client says it (through TCPClient): the address the
+        # socket is connected to, not the URL's host name.
+        done = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            done.set()
+
+        srv = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        client = SimpleAsyncHTTPClient(
+            force_instance=True, hostname_mapping={"tls.test": "127.0.0.1"}
+        )
+        try:
+            with self.assertRaises(HTTPTimeoutError) as cm:
+                await client.fetch(
+                    f"https://tls.test:{port}/", connect_timeout=0.1, validate_cert=False
+                )
+        finally:
+            client.close()
+        self.assertEqual(str(cm.exception), f"Timeout during TLS handshake with 127.0.0.1:{port}")
+        await asyncio.wait_for(done.wait(), HANG_GUARD)
+        srv.close()
 
     @gen_test
     async def test_tls_handshake_timeout(self) -> None:

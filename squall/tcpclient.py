@@ -125,9 +125,12 @@ class _Connector:
         self.future.add_done_callback(self._on_done)
         self._advance(_PRIMARY)
         if not self.future.done():
-            self._delay_handle = self.io_loop.add_timeout(
-                self.io_loop.time() + timeout, self.on_timeout
-            )
+            if not self._secondary_started and not self._exhausted[_SECONDARY]:
+                # No timer when there is no other family to start (one
+                # address, or one family: the common case).
+                self._delay_handle = self.io_loop.add_timeout(
+                    self.io_loop.time() + timeout, self.on_timeout
+                )
             if connect_timeout is not None:
                 self._deadline_handle = self.io_loop.add_timeout(
                     connect_timeout, self.on_connect_timeout

@@ -387,7 +387,7 @@ class ClientConnection(asyncio.Protocol):
 
 
 class _Attempt:
-    """One connection attempt of the race in `_connect_socket`: a socket and
+    """One connection attempt of the race in `connect_socket`: a socket and
     the task connecting it. `close` gives the socket up, whether the attempt
     is still connecting (the task is cancelled and closes it once asyncio
     has let go of it) or has connected and lost the race."""
@@ -452,7 +452,7 @@ def _start_attempt(
     return attempt, task
 
 
-async def _connect_socket(
+async def connect_socket(
     loop: asyncio.AbstractEventLoop,
     resolver: Resolver,
     host: str,
@@ -506,7 +506,7 @@ async def open_connection(
     """
     loop = asyncio.get_running_loop()
     target_host, target_port = (proxy[0], proxy[1]) if proxy is not None else (host, port)
-    sock, address = await _connect_socket(
+    sock, address = await connect_socket(
         loop, resolver, target_host, target_port, af, source_ip, watcher
     )
     conn = ClientConnection(key, limits, proxy is not None and scheme == "http")

@@ -11,13 +11,14 @@ the HTTP/1.1 client.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from io import BytesIO
-from typing import Any, Optional, cast
+from typing import Any, Optional, Union, cast
 
 from squall._h2 import (
     Data,
@@ -37,6 +38,7 @@ from squall.log import app_log, gen_log
 from squall.netutil import ssl_options_to_context
 from squall.platform.asyncio import _bound_reads
 from squall.simple_httpclient._client import SimpleAsyncHTTPClient, _Deadlines
+from squall.simple_httpclient._connection import connect_socket
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._mux import MuxConnection, StreamResponses
 from squall.simple_httpclient._mux import StreamFetch as _Fetch
@@ -49,6 +51,7 @@ from squall.simple_httpclient._policy import (
     redirected,
     request_fields,
 )
+from squall.tcpclient import _format_addr
 
 __all__ = ["H2AsyncHTTPClient"]
 
@@ -61,6 +64,23 @@ _DROP = frozenset(
 
 def _opt(request: HTTPRequest, name: str) -> Any:
     return getattr(request, name)
+
+
+class _Phase:
+    """What the connect of `_connect` is doing, for a timeout's message
+    (a `ConnectWatcher`)."""
+
+    __slots__ = ("phase",)
+
+    def __init__(self) -> None:
+        self.phase: Union[str, Callable[[], str]] = "while connecting"
+
+    def connect_phase(self, phase: Union[str, Callable[[], str]]) -> None:
+        self.phase = phase
+
+    def text(self) -> str:
+        phase = self.phase
+        return phase if isinstance(phase, str) else phase()
 
 
 # (scheme, host, port) and, for https, the TLS settings.
@@ -471,21 +491,32 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             for fetch in self._h2_connecting.pop(key, []):
                 self.fail_fetch(fetch, exc)
             return
-        try:
-            transport, proto = await asyncio.wait_for(
-                loop.create_connection(
+        # The address comes from the client's resolver (hostname_mapping,
+        # resolver=), and a host's addresses are raced, as over HTTP/1.1.
+        af = socket.AF_INET if _opt(request, "allow_ipv6") is False else socket.AF_UNSPEC
+        phase = _Phase()
+
+        async def connect() -> tuple[asyncio.BaseTransport, _H2ClientProtocol]:
+            sock, address = await connect_socket(loop, self.resolver, host, port, af, None, phase)
+            if ctx is not None:
+                phase.connect_phase(f"during TLS handshake with {_format_addr(address)}")
+            try:
+                return await loop.create_connection(
                     lambda: _H2ClientProtocol(self, key, limits),
-                    host,
-                    port,
+                    sock=sock,
                     ssl=ctx,
                     server_hostname=host if ctx is not None else None,
-                ),
-                timeout,
-            )
+                )
+            except BaseException:
+                sock.close()
+                raise
+
+        try:
+            transport, proto = await asyncio.wait_for(connect(), timeout)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             error: BaseException = exc
             if isinstance(exc, TimeoutError):
-                error = HTTPTimeoutError("Timeout while connecting")
+                error = HTTPTimeoutError(f"Timeout {phase.text()}")
             for fetch in self._h2_connecting.pop(key, []):
                 self.fail_fetch(fetch, error)
             return

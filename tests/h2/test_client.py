@@ -100,6 +100,32 @@ class ALPNTest(AsyncHTTPSTestCase):
         assert response.headers["Content-Type"].startswith("application/json")
 
     @gen_test
+    async def test_hostname_mapping_and_the_resolver_reach_http2(self) -> None:
+        # The HTTP/2 connection was opened by name with asyncio's own lookup:
+        # hostname_mapping and resolver= held only for HTTP/1.1.
+        from squall.netutil import OverrideResolver, Resolver
+
+        mapped = H2AsyncHTTPClient(
+            force_instance=True,
+            hostname_mapping={"squall.test": "127.0.0.1"},
+            defaults={"validate_cert": False},
+        )
+        resolver = OverrideResolver(Resolver(), {"other.test": "127.0.0.1"})
+        given = H2AsyncHTTPClient(
+            force_instance=True, resolver=resolver, defaults={"validate_cert": False}
+        )
+        try:
+            port = self.get_http_port()
+            response = await mapped.fetch(f"https://squall.test:{port}/info")
+            assert '"version": "HTTP/2.0"' in response.body.decode()
+            response = await given.fetch(f"https://other.test:{port}/info")
+            assert '"version": "HTTP/2.0"' in response.body.decode()
+        finally:
+            mapped.close()
+            given.close()
+            resolver.close()
+
+    @gen_test
     async def test_concurrent_fetches_share_one_connection(self) -> None:
         responses = await asyncio.gather(
             *(self.http_client.fetch(self.get_url(f"/info?q={i}")) for i in range(30))

@@ -210,12 +210,27 @@ class _HandlerDelegate(HTTPMessageDelegate):
         assert request is not None
         body_future = self.body_future
         if body_future is not None:
+            handler: Any = self.handler
+            if handler is not None and handler._finished:
+                self.answered_before_end()
+                return
             future_set_result_unless_cancelled(body_future, None)
             return
         chunks = self.chunks
         if chunks:
             request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.execute()
+
+    def answered_before_end(self) -> None:
+        """A handler that streams its body finished its response before the
+        body's end was taken (from ``prepare`` or ``data_received``, the last
+        piece having come with the end): as on Tornado, whose connection then
+        skips ``finish``, the method does not run, the connection closes
+        after the response and the handler hears of that close."""
+        conn = self.request_conn
+        if conn is not None:
+            conn.close()
+        self.on_connection_close()
 
     def on_connection_close(self) -> None:
         delegate = self.delegate

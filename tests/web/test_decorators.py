@@ -184,14 +184,46 @@ class Refuse(RequestHandler):
         raise HTTPError(401)
 
 
+@stream_request_body
+class AnswerFromDataReceived(RequestHandler):
+    """Answers from its first data_received, before the body's end is taken."""
+
+    def initialize(self, test: StreamingTest) -> None:
+        self.test = test
+
+    def data_received(self, chunk: bytes) -> None:
+        self.test.calls.append(f"data {len(chunk)}")
+        if not self._finished:
+            self.finish("early")
+
+    def put(self) -> None:
+        self.test.calls.append("put")
+
+    def on_finish(self) -> None:
+        self.test.calls.append("on_finish")
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self.test.calls.append("on_connection_close")
+        if not self.test.closed.done():
+            self.test.closed.set_result(None)
+
+
 class StreamingTest(Quiet):
     def get_app(self) -> Application:
-        return Application([("/upload", Upload, {"test": self}), ("/refuse", Refuse)])
+        return Application(
+            [
+                ("/upload", Upload, {"test": self}),
+                ("/refuse", Refuse),
+                ("/early", AnswerFromDataReceived, {"test": self}),
+            ]
+        )
 
     def setUp(self) -> None:
         super().setUp()
         self.prepared: Future[None] = Future()
         self.closed: Future[None] = Future()
+        self.calls: list[str] = []
 
     def test_body_arrives_through_data_received(self) -> None:
         response = self.fetch("/upload", method="PUT", body=b"x" * 100_000)
@@ -211,3 +243,22 @@ class StreamingTest(Quiet):
         await self.prepared
         stream.close()
         await self.closed
+
+    @gen_test
+    async def test_answer_from_data_received_with_the_whole_body_skips_the_method(
+        self,
+    ) -> None:
+        # The whole body comes in one read with its end: the handler answers
+        # from data_received before that end is taken. As on Tornado, the
+        # method does not run (it would write after finish()), the
+        # connection closes after the answer, and the handler hears of it.
+        sock = socket.socket()
+        stream = IOStream(sock)
+        await stream.connect(("127.0.0.1", self.get_http_port()))
+        await stream.write(
+            b"PUT /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789"
+        )
+        answer = await stream.read_until_close()
+        await self.closed
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nearly")
+        assert self.calls == ["data 10", "on_finish", "on_connection_close"]

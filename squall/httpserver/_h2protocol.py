@@ -340,9 +340,6 @@ class _H2Protocol(_H2Session):
             if declared == INVALID_LENGTH:
                 self.refuse_request(stream, 400, "invalid Content-Length")
                 return None
-            if declared > self._max_body:
-                self.refuse_request(stream, 413, "Content-Length too long")
-                return None
         if expect_continue:
             stream.expect_continue = True
         if protocol is not None:
@@ -357,7 +354,9 @@ class _H2Protocol(_H2Session):
             return None
         self._idle_since = now
         delegate = decompressing(self._start_request(self, stream), self._params, self._max_body)
-        ret = stream.start(delegate, start_line, headers)
+        # (A Content-Length over the limit is refused once the delegate has
+        # the head, which may raise the limit: see _MuxStream.start.)
+        ret = stream.start(delegate, start_line, headers, declared)
         if ret is not None:
             self._block(stream, ret, 0)
         elif stream.expect_continue:

@@ -369,13 +369,14 @@ class _H3Protocol(_H3Session):
             self.refuse_request(stream, 400, str(exc))
             return
         lengths = flow.fields_of(headers).get("Content-Length")
+        length = -1
         if lengths is not None:
             if len(lengths) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
                 self.refuse_request(stream, 400, "invalid Content-Length")
                 return
-            if int(lengths[0]) > self._max_body:
-                self.refuse_request(stream, 413, "Content-Length too long")
-                return
+            # Over the limit: refused once the delegate has the head, which
+            # may raise the limit (see _MuxStream.start).
+            length = int(lengths[0])
         if protocol is not None:
             stream.protocol = protocol
             stream.tunnel = _H3Tunnel(self, stream)
@@ -386,7 +387,7 @@ class _H3Protocol(_H3Session):
         delegate = flow.decompressing(
             self._start_request(self, stream), self._params, self._max_body
         )
-        ret = stream.start(delegate, start_line, headers)
+        ret = stream.start(delegate, start_line, headers, length)
         if ret is not None:
             self._block(stream, ret)
         elif stream.is_closed:

@@ -122,6 +122,7 @@ class _MuxStream(Exchange):
         "_inbox",
         "_blocked",
         "_received",
+        "_length",
         "_max_body",
         "_body_timeout",
         "_started",
@@ -163,6 +164,9 @@ class _MuxStream(Exchange):
     _inbox: Optional[list[Any]]
     _blocked: bool
     _received: int
+    # The request's Content-Length (-1 without one), held against the body
+    # limit once the delegate has taken the head (see `start`).
+    _length: int
     _max_body: int
     _body_timeout: Optional[float]
     _started: float
@@ -321,7 +325,11 @@ class _MuxStream(Exchange):
     # -- the request's input --------------------------------------------------------
 
     def start(
-        self, delegate: HTTPMessageDelegate, start_line: RequestStartLine, headers: HTTPHeaders
+        self,
+        delegate: HTTPMessageDelegate,
+        start_line: RequestStartLine,
+        headers: HTTPHeaders,
+        length: int = -1,
     ) -> Optional[Awaitable[None]]:
         """Hand the request's head to ``delegate`` (the server's, for this
         stream), which then gets its body and end.
@@ -336,15 +344,23 @@ class _MuxStream(Exchange):
         if start_line.method == "HEAD":
             self._bodiless = self._head_request = True
         self._delegate = delegate
+        self._length = length
         try:
-            return delegate.headers_received(start_line, headers)
+            ret = delegate.headers_received(start_line, headers)
         except HTTPInputError as exc:
             p: MuxDriver = self._proto
             p.refuse_request(self, 400, str(exc))
+            return None
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
             self.app_failed()
-        return None
+            return None
+        if ret is None and length > self._max_body:
+            # Judged once the delegate has the head, not before: a handler
+            # that streams its body may raise its limit in prepare()
+            # (``set_max_body_size``), as over HTTP/1.1.
+            self.over_limit()
+        return ret
 
     def wants_body(self) -> bool:
         """Whether a body piece that arrives goes anywhere: False once the
@@ -357,8 +373,28 @@ class _MuxStream(Exchange):
         failed with 413 (`fail`), once they pass the body limit."""
         received = self._received = self._received + size
         if received > self._max_body:
+            if self._blocked:
+                # The delegate is busy (its prepare() may still change the
+                # limit): the piece is held, and the limit judged once the
+                # delegate is done (`unblocked`), as HTTP/1.1 reads no body
+                # meanwhile.
+                return True
             self.fail(413, "body too large", self.CANCEL)
             return False
+        return True
+
+    def over_limit(self) -> bool:
+        """Whether the request's Content-Length, or the body received so
+        far, is past the body limit (which the delegate may have changed
+        while it was busy): if so, and the request is still read and not
+        answered, it is failed with 413 (`fail`)."""
+        limit = self._max_body
+        too_long = self._length > limit
+        if not too_long and self._received <= limit:
+            return False
+        if self._delegate is None or self._phase >= DONE:
+            return False  # answered already: the rest is not wanted anyway
+        self.fail(413, "Content-Length too long" if too_long else "body too large", self.CANCEL)
         return True
 
     def fail(self, status: int, message: str, code: int) -> None:
@@ -448,7 +484,7 @@ class _MuxStream(Exchange):
             return False
         outcome, message = sort_outcome(future)
         if outcome == FINISHED:
-            return True
+            return not self.over_limit()
         if outcome == APP_ERROR:
             self.app_failed()
         else:

@@ -239,7 +239,17 @@ class _HandlerDelegate(HTTPMessageDelegate):
         elif self.stream_request_body:
             handler: Any = self.handler
             if handler is not None:
-                handler._connection_closed()
+                prepared: Optional[Future[None]] = handler._prepared_future
+                if prepared is not None and not prepared.done():
+                    # Lost before prepare() is over (an HTTP/2 stream reset
+                    # in the read that brought its head, before the handler's
+                    # Task took a step; a client gone during an async
+                    # prepare): told once it is over, as over HTTP/1.1 on
+                    # Tornado, which reads nothing (the close included)
+                    # until then. on_connection_close never precedes prepare.
+                    prepared.add_done_callback(lambda _: handler._connection_closed())
+                else:
+                    handler._connection_closed()
         else:
             self.chunks = None
 

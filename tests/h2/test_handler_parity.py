@@ -18,8 +18,9 @@ import pytest
 pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
 
 from squall._h2 import ErrorCode  # noqa: E402
+from squall.concurrent import Future  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
-from squall.web import Application, RequestHandler  # noqa: E402
+from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
 
 from ._client import RawH2  # noqa: E402
 
@@ -192,4 +193,107 @@ class ParityTest(AsyncHTTPTestCase):
         r = await client.fetch("/seen", headers=[(b"x-c", b"a\tb\xe9")])  # type: ignore[list-item]
         assert r.body == b"seen"
         assert self._app.settings["seen"] == "a\tb\xe9"
+        await client.close()
+
+
+@stream_request_body
+class Upload(RequestHandler):
+    """Streams its body; ``?limit=`` sets the request's body limit in prepare()."""
+
+    def initialize(self, test: StreamingParityTest) -> None:
+        self.test = test
+        self.size = 0
+
+    def prepare(self) -> None:
+        self.test.calls.append("prepare")
+        limit = self.get_argument("limit", None)
+        if limit is not None:
+            self.request.connection.set_max_body_size(int(limit))
+
+    def data_received(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+
+    def post(self) -> None:
+        self.write(str(self.size))
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self.test.calls.append("on_connection_close")
+        if not self.test.closed.done():
+            self.test.closed.set_result(None)
+
+
+class StreamingParityTest(AsyncHTTPTestCase):
+    """A handler that streams its body sees the same over both protocols,
+    also when the body (or a reset) comes in the read that brought the head,
+    before the handler's prepare() has run."""
+
+    def get_app(self) -> Application:
+        return Application([("/upload", Upload, {"test": self})])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True, "max_body_size": 20}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.calls: list[str] = []
+        self.closed: Future[None] = Future()
+
+    async def post_h2(self, path: str, body: bytes) -> Any:
+        client = await RawH2.connect(self.get_http_port())
+        # Head and body in one write: they arrive before prepare() runs.
+        r = await client.fetch(
+            path, method="POST", headers=[("content-length", str(len(body)))], body=body
+        )
+        await client.close()
+        return r
+
+    @gen_test
+    async def test_prepare_may_raise_the_body_limit(self) -> None:
+        # The server's limit is 20; prepare() allows 100. HTTP/2 refused the
+        # Content-Length with 413 before the handler had the request.
+        r1 = await self.http_client.fetch(
+            self.get_url("/upload?limit=100"), method="POST", body=b"x" * 30
+        )
+        assert r1.code == 200 and r1.body == b"30"
+        r = await self.post_h2("/upload?limit=100", b"x" * 30)
+        assert r.status == 200 and r.body == b"30"
+
+    @gen_test
+    async def test_prepare_may_lower_the_body_limit(self) -> None:
+        # HTTP/2 counted the body against the limit as it came, before
+        # prepare() lowered it, and took the whole body.
+        with ExpectLog(
+            "squall.general", "Malformed HTTP message.*Content-Length too long", level=logging.INFO
+        ):
+            r1 = await self.http_client.fetch(
+                self.get_url("/upload?limit=5"), method="POST", body=b"x" * 10, raise_error=False
+            )
+        assert r1.code == 400  # (Tornado's status; HTTP/2 says 413)
+        with ExpectLog(
+            "squall.general", "Malformed HTTP message.*Content-Length too long", level=logging.INFO
+        ):
+            r = await self.post_h2("/upload?limit=5", b"x" * 10)
+        assert r.status == 413
+        assert self.calls == ["prepare", "on_connection_close"] * 2
+
+    @gen_test
+    async def test_a_reset_before_prepare_ran_is_reported_after_it(self) -> None:
+        # Head, body and reset in one write: the reset reached the handler's
+        # on_connection_close before its prepare() had run.
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.conn.get_next_available_stream_id()
+        fields = [
+            (":method", "POST"),
+            (":path", "/upload"),
+            (":scheme", "http"),
+            (":authority", "localhost"),
+            ("content-length", "10"),
+        ]
+        client.conn.send_headers(sid, fields)
+        client.conn.send_data(sid, b"01234")
+        client.conn.reset_stream(sid)
+        client.flush()
+        await self.closed
+        assert self.calls == ["prepare", "on_connection_close"]
         await client.close()

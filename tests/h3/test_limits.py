@@ -15,7 +15,7 @@ from aioquic.h3.connection import FrameType, encode_frame  # noqa: E402
 
 from squall._h2 import H2Limits  # noqa: E402
 from squall.testing import ExpectLog, gen_test  # noqa: E402
-from squall.web import Application  # noqa: E402
+from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
 
 from .._wait import HANG_GUARD  # noqa: E402
 from ._client import h3_client  # noqa: E402
@@ -67,6 +67,30 @@ class H3LimitsTest(H3TestCase):
             with ExpectLog("squall.general", ".*body too large", level=logging.INFO):
                 r = await client.fetch("/", method="POST", body=b"x" * 20000)
             assert r.status == 413
+
+    @gen_test
+    async def test_prepare_may_raise_the_body_limit(self) -> None:
+        # As over HTTP/1.1: the Content-Length is held against the limit
+        # once the handler had the head (it was refused before).
+        @stream_request_body
+        class Upload(RequestHandler):
+            def prepare(self) -> None:
+                self.size = 0
+                self.request.connection.set_max_body_size(30000)
+
+            def data_received(self, chunk: bytes) -> None:
+                self.size += len(chunk)
+
+            def post(self) -> None:
+                self.write(str(self.size))
+
+        self._app.add_handlers(".*", [("/upload", Upload)])
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            r = await client.fetch(
+                "/upload", method="POST", body=b"x" * 20000, headers=[("content-length", "20000")]
+            )
+            assert r.status == 200 and r.body == b"20000"
 
     @property
     def app(self) -> Application:

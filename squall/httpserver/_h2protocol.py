@@ -357,6 +357,10 @@ class _H2Protocol(_H2Session):
         # (A Content-Length over the limit is refused once the delegate has
         # the head, which may raise the limit: see _MuxStream.start.)
         ret = stream.start(delegate, start_line, headers, declared)
+        body_timeout = self._params.body_timeout
+        if body_timeout is not None:
+            # Cut at its time, as over HTTP/1.1 (see _MuxStream.set_body_timeout).
+            self.check_timeouts_by(now + body_timeout)
         if ret is not None:
             self._block(stream, ret, 0)
         elif stream.expect_continue:

@@ -25,7 +25,7 @@ from squall.httpserver._flow import ReadFlow, body_limit
 from squall.httpserver._h1exchange import _closed_future
 from squall.httpserver._h2stream import _H2Stream
 from squall.httpserver._h2websocket import _H2Tunnel, drain_tunnels, tunnels
-from squall.httpserver._muxstream import StreamSlots, stream_census
+from squall.httpserver._muxstream import PAST_DEADLINE, StreamSlots, stream_census
 from squall.log import gen_log
 
 if TYPE_CHECKING:
@@ -406,6 +406,7 @@ class _H2Session(asyncio.Protocol):
                 else:
                     self.core.reset(sid, ErrorCode.CANCEL)
         body_timeout = self._params.body_timeout
+        earliest: Optional[float] = None  # the next body deadline
         for stream in list(self._streams.values()):
             if not stream.reading():
                 continue
@@ -418,6 +419,10 @@ class _H2Session(asyncio.Protocol):
                     self.context,
                 )
                 self.reset_stream(stream, ErrorCode.CANCEL)
+            else:
+                due = stream.body_deadline(body_timeout)
+                if due is not None and (earliest is None or due < earliest):
+                    earliest = due
         idle = self._idle_timeout()
         if idle is not None and not self.slots.active and now - self._idle_since > idle:
             self.core.goaway(ErrorCode.NO_ERROR, "idle")
@@ -425,6 +430,22 @@ class _H2Session(asyncio.Protocol):
             return
         self._flush()
         self._schedule_sweep()
+        if earliest is not None:
+            self.check_timeouts_by(earliest)
+
+    def check_timeouts_by(self, when: float) -> None:
+        """The next `_sweep` comes no later than just after ``when`` (a
+        body's deadline: `body_overdue` is strict) rather than at the usual
+        interval, which is seconds long."""
+        if self._closed:
+            return
+        when += PAST_DEADLINE
+        handle = self._sweep_handle
+        if handle is not None:
+            if handle.when() <= when:
+                return
+            handle.cancel()
+        self._sweep_handle = self._loop.call_at(when, self._sweep)
 
     # -- closing the connection ---------------------------------------------------------
 

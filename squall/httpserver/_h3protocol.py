@@ -388,6 +388,10 @@ class _H3Protocol(_H3Session):
             self._start_request(self, stream), self._params, self._max_body
         )
         ret = stream.start(delegate, start_line, headers, length)
+        body_timeout = self._params.body_timeout
+        if body_timeout is not None and not event.stream_ended:
+            # Cut at its time, as over HTTP/1.1 (see _MuxStream.set_body_timeout).
+            self.check_timeouts_by(now + body_timeout)
         if ret is not None:
             self._block(stream, ret)
         elif stream.is_closed:

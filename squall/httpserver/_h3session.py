@@ -46,7 +46,7 @@ from squall.httpserver._h3webtransport import (
     send_datagrams,
     stream_timed_out,
 )
-from squall.httpserver._muxstream import StreamSlots, stream_census
+from squall.httpserver._muxstream import PAST_DEADLINE, StreamSlots, stream_census
 from squall.iostream import StreamClosedError
 from squall.log import gen_log
 
@@ -418,6 +418,7 @@ class _H3Session(QuicConnectionProtocol):
                 elif not (self._webtransport and stream_timed_out(self, sid)):
                     self._stalled.pop(sid, None)
         body_timeout = self._params.body_timeout
+        earliest: Optional[float] = None  # the next body deadline
         for stream in list(self._streams.values()):
             if stream.reading() and stream.body_overdue(now, body_timeout):
                 gen_log.info(
@@ -426,6 +427,10 @@ class _H3Session(QuicConnectionProtocol):
                     self.context,
                 )
                 self.reset_stream(stream, H3Error.H3_REQUEST_CANCELLED)
+            else:
+                due = stream.body_deadline(body_timeout)
+                if due is not None and (earliest is None or due < earliest):
+                    earliest = due
         # HTTPServer's idle_connection_timeout: no request for that long.
         # (QUIC's own idle timeout counts packets: a client that only
         # sends PINGs would keep the connection for ever.)
@@ -436,6 +441,22 @@ class _H3Session(QuicConnectionProtocol):
             self._close_quic()
             return
         self._schedule_sweep()
+        if earliest is not None:
+            self.check_timeouts_by(earliest)
+
+    def check_timeouts_by(self, when: float) -> None:
+        """The next `_sweep` comes no later than just after ``when`` (a
+        body's deadline: `body_overdue` is strict) rather than at the usual
+        interval, which is seconds long."""
+        if self._gone:
+            return
+        when += PAST_DEADLINE
+        handle = self._sweep_handle
+        if handle is not None:
+            if handle.when() <= when:
+                return
+            handle.cancel()
+        self._sweep_handle = self._loop.call_at(when, self._sweep)
 
     # -- closing ------------------------------------------------------------------------
 

@@ -60,6 +60,10 @@ from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
+# A timeout check for a deadline comes this long after it (seconds): the
+# check is strict, and the loop may run a timer a moment early.
+PAST_DEADLINE = 0.001
+
 
 class MuxDriver(Protocol):
     """What a multiplexed stream asks of its connection's driver (HTTP/2's
@@ -81,6 +85,10 @@ class MuxDriver(Protocol):
     def flush_now(self) -> None:
         """Write what the connection holds for the wire now, not at the end
         of the round (a handler's explicit flush or finish: `send_now`)."""
+
+    def check_timeouts_by(self, when: float) -> None:
+        """Look at the streams' timeouts no later than just after ``when``
+        (loop time: a body's deadline), not only at the usual interval."""
 
 
 class StreamSlots:
@@ -644,10 +652,23 @@ class _MuxStream(Exchange):
         if not self._bodiless:  # (a response with no body has no trailers)
             self.trailers_out = fields
 
+    def body_deadline(self, default: Optional[float]) -> Optional[float]:
+        """When the body is due (loop time), if it is still to come and has
+        a time limit: the stream's own, else the server's ``default``."""
+        limit = self._body_timeout or default
+        if limit is None or not self.reading():
+            return None
+        return self._started + limit
+
     def set_body_timeout(self, timeout: Optional[float]) -> None:
         """Limit the time to receive this request's body (seconds; None:
         the server's ``body_timeout``)."""
         self._body_timeout = timeout
+        if timeout and self.reading():
+            # Cut at its time, as over HTTP/1.1, not at the connection's
+            # next look at its timeouts (seconds apart).
+            p: MuxDriver = self._proto
+            p.check_timeouts_by(self._started + timeout)
 
     def set_max_body_size(self, max_body_size: object) -> None:
         """Limit the size of this request's body (bytes: any real number,

@@ -367,6 +367,9 @@ class Streaming(RequestHandler):
         self.log = log
 
     async def prepare(self) -> None:
+        timeout = self.get_argument("timeout", None)
+        if timeout is not None:
+            self.request.connection.set_body_timeout(float(timeout))
         await asyncio.sleep(0)  # data arrives meanwhile and waits in the inbox
 
     async def data_received(self, chunk: bytes) -> None:
@@ -505,6 +508,39 @@ class TimeoutTest(AsyncHTTPTestCase):
             assert r.reset is None  # not before the body timeout
             await self.clock.advance(2 * self.TIMEOUT)
             await client.until(lambda: r.reset is not None)
+        assert r.reset == ErrorCode.CANCEL
+        await client.close()
+
+    async def stalled_upload(self, path: str) -> Any:
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.request(path, method="PUT", body=b"x", end=False)
+        await client.fetch("/bodiless")  # a round trip: the body's start is in
+        return client, client.responses[sid]
+
+    @gen_test(timeout=HANG_GUARD + 2 * TIMEOUT)
+    async def test_body_timeout_cuts_at_its_time(self) -> None:
+        # As over HTTP/1.1 (a timer per request): the body is cut when its
+        # time is up, not at the connection's next look at its timeouts (a
+        # quarter of its shortest timeout later: 15 s here).
+        client, r = await self.stalled_upload("/stream")
+        await self.stalled_then_due(client, r, self.TIMEOUT)
+
+    @gen_test(timeout=HANG_GUARD + 2 * TIMEOUT)
+    async def test_a_body_timeout_set_in_prepare_cuts_at_its_time(self) -> None:
+        client, r = await self.stalled_upload(f"/stream?timeout={self.TIMEOUT / 2}")
+        await self.stalled_then_due(client, r, self.TIMEOUT / 2)
+
+    async def stalled_then_due(self, client: RawH2, r: Any, timeout: float) -> None:
+        # Just before the deadline the connection looks at its timeouts (a
+        # late look, the clock having jumped): not due yet.
+        await self.clock.advance(timeout - 0.01 * self.TIMEOUT)
+        assert r.reset is None
+        with ExpectLog(
+            "squall.general", "HTTP/2 stream .*not completed in time", level=logging.INFO
+        ):
+            await self.clock.advance(0.02 * self.TIMEOUT)
+            # A round trip: what the server did by now has come in.
+            await client.fetch("/bodiless")
         assert r.reset == ErrorCode.CANCEL
         await client.close()
 

@@ -383,11 +383,23 @@ class _HTTPProtocol(_H1Lifecycle):
                     # As in _process: a pipelined request waits.
                     self._hold()
                     return
-                self._resume_reading()
                 if more:
+                    # A pipelined request is taken on the loop's next turn,
+                    # not inside the finish() that ended this response:
+                    # that handler's log line and on_finish() come first,
+                    # as on Tornado, which reads the next request then.
+                    self.loop.call_soon(self._take_next)
+                else:
                     # (Without input the parser can only say NEED_DATA: the
                     # usual end of a response from the request's Task.)
-                    self._process()
+                    self._resume_reading()
+
+    def _take_next(self) -> None:
+        """Go on to the pipelined request that waited for the response
+        before it (see `end_exchange`), unless the connection has moved on."""
+        if self.state == _IDLE and not self.in_feed:
+            self._resume_reading()
+            self._process()
 
     def _block(self, awaitable: Awaitable[None], head: bool) -> None:
         """Hand no more events on until ``awaitable`` is done (``head``: it

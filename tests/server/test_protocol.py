@@ -114,9 +114,14 @@ def test_pipelined_bytes_over_high_water_pause_reading(loop: asyncio.AbstractEve
     )
     assert len(pending) == 1 and not t.reading
     respond(pending[0])
+    # The next request is taken on the loop's next turn (after the
+    # response's finish() has returned), and reading stays paused.
+    assert len(pending) == 1 and not t.reading
+    run_soon(loop)
     assert len(pending) == 2 and not t.reading  # still far over the mark
     while not t.reading:
         respond(pending[-1])
+        loop.run_until_complete(asyncio.sleep(0))
     assert proto.h1.buffered <= _PIPELINE_HIGH_WATER
     run_soon(loop)
     assert len(responses(t.data)) == len(pending) - 1

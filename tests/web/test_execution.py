@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import socket
 from typing import Any, Optional
 from unittest import mock
 
@@ -19,8 +20,9 @@ import pytest
 import wrapt
 
 from squall import gen
+from squall.iostream import IOStream
 from squall.simple_httpclient import HTTPStreamClosedError
-from squall.testing import AsyncHTTPTestCase, ExpectLog
+from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
 from squall.web import Application, RequestHandler
 from squall.web._delegate import _surface_error
 from squall.websocket import WebSocketHandler
@@ -396,3 +398,50 @@ class HandlerMadeTest(AsyncHTTPTestCase):
             with ExpectLog(app_log, "Uncaught exception"):
                 with pytest.raises(HTTPStreamClosedError):
                     self.fetch(path, raise_error=True)
+
+
+class _Ordered(RequestHandler):
+    def initialize(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    async def get(self) -> None:
+        name = self.get_argument("n")
+        self.calls.append(f"get {name}")
+        if self.get_argument("wait", None):
+            await asyncio.sleep(0)
+        self.write(name)
+
+    def on_finish(self) -> None:
+        self.calls.append(f"on_finish {self.get_argument('n')}")
+
+
+class _OrderedAtOnce(_Ordered):
+    def get(self) -> None:  # type: ignore[override]
+        name = self.get_argument("n")
+        self.calls.append(f"get {name}")
+        self.write(name)
+
+
+class PipelinedOrderTest(AsyncHTTPTestCase):
+    # A pipelined request waits for the response before it; that response,
+    # finished from its handler's Task, used to start the next request
+    # inside its finish(): a handler that runs at once then ran (on_finish
+    # included) before the first one's on_finish() and log line. Tornado
+    # reads the next request only after them.
+    def get_app(self) -> Application:
+        self.calls: list[str] = []
+        kwargs = {"calls": self.calls}
+        return Application([("/wait", _Ordered, kwargs), ("/now", _OrderedAtOnce, kwargs)])
+
+    @gen_test
+    async def test_a_pipelined_request_starts_after_the_previous_on_finish(self) -> None:
+        stream = IOStream(socket.socket())
+        await stream.connect(("127.0.0.1", self.get_http_port()))
+        await stream.write(
+            b"GET /wait?n=1&wait=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /now?n=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        await stream.read_until(b"\r\n\r\n1")
+        await stream.read_until(b"\r\n\r\n2")
+        stream.close()
+        assert self.calls == ["get 1", "on_finish 1", "get 2", "on_finish 2"]

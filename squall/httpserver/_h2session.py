@@ -258,6 +258,7 @@ class _H2Session(asyncio.Protocol):
             # response held by flow control is not idle) and the stream
             # limit; its delegate hears nothing more. Drained completes it.
             self._waiting_window.setdefault(sid, self._loop.time())
+            stream.abandon_read()
             stream.retire()
         else:
             self._complete(stream)

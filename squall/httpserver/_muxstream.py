@@ -56,7 +56,7 @@ from squall.httputil import (
     HTTPOutputError,
     RequestStartLine,
 )
-from squall.httputil._exchange import DONE, GONE, IDLE, Exchange
+from squall.httputil._exchange import DONE, GONE, IDLE, Exchange, report_closed
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 
@@ -587,6 +587,7 @@ class _MuxStream(Exchange):
         if self._closed:
             return False
         self._closed = True
+        self.abandon_read()
         return True
 
     def retire(self) -> None:
@@ -594,6 +595,22 @@ class _MuxStream(Exchange):
         close callback are let go (they hear nothing more)."""
         self._delegate = None
         self.close_callback = None
+
+    def abandon_read(self) -> None:
+        """The response is complete and the rest of the request is not
+        wanted: a delegate still reading it is told the exchange is gone,
+        as over HTTP/1.1, whose connection then closes (a handler that
+        streams its body waits for that body's end until it hears of it).
+        Told on the loop's next turn, as a close is: the response may have
+        ended inside the handler's finish(), whose on_finish() comes first."""
+        delegate = self._delegate
+        if delegate is not None and not self._read_done:
+            # (Not read_done: the driver still tells the client the rest
+            # is not wanted. Without its delegate, the stream reports once.)
+            self._delegate = None
+            loop = self.loop
+            assert loop is not None  # (__init__ sets it)
+            loop.call_soon(report_closed, delegate, None)
 
     # -- writes waiting for the stream's output (HTTP/2's windows) -----------------
 

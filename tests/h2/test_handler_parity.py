@@ -223,13 +223,39 @@ class Upload(RequestHandler):
             self.test.closed.set_result(None)
 
 
+@stream_request_body
+class AnswerEarly(RequestHandler):
+    """Answers from its first data_received, before the body's end."""
+
+    def initialize(self, test: StreamingParityTest) -> None:
+        self.test = test
+
+    def data_received(self, chunk: bytes) -> None:
+        if not self._finished:
+            self.finish("early")
+
+    def post(self) -> None:
+        self.test.calls.append("post")
+
+    def on_finish(self) -> None:
+        self.test.calls.append("on_finish")
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self.test.calls.append("on_connection_close")
+        if not self.test.closed.done():
+            self.test.closed.set_result(None)
+
+
 class StreamingParityTest(AsyncHTTPTestCase):
     """A handler that streams its body sees the same over both protocols,
     also when the body (or a reset) comes in the read that brought the head,
     before the handler's prepare() has run."""
 
     def get_app(self) -> Application:
-        return Application([("/upload", Upload, {"test": self})])
+        return Application(
+            [("/upload", Upload, {"test": self}), ("/early", AnswerEarly, {"test": self})]
+        )
 
     def get_httpserver_options(self) -> dict[str, Any]:
         return {"http2": True, "max_body_size": 20}
@@ -296,4 +322,21 @@ class StreamingParityTest(AsyncHTTPTestCase):
         client.flush()
         await self.closed
         assert self.calls == ["prepare", "on_connection_close"]
+        await client.close()
+
+    @gen_test
+    async def test_an_answer_before_the_body_end_reports_the_close(self) -> None:
+        # Over HTTP/1.1 the connection closes after such an answer and the
+        # handler hears of it; over HTTP/2 the rest of the stream is reset
+        # and the handler heard nothing: its Task waited for the body's end
+        # for good (held, with the handler and its request).
+        client = await RawH2.connect(self.get_http_port())
+        sid = client.request(
+            "/early", method="POST", headers=[("content-length", "10")], body=b"01234", end=False
+        )
+        r = client.responses[sid]
+        await client.until(lambda: r.ended)
+        await self.closed
+        assert r.status == 200 and r.body == b"early"
+        assert self.calls == ["on_finish", "on_connection_close"]
         await client.close()

@@ -183,6 +183,9 @@ class _H3Session(QuicConnectionProtocol):
                 if self._unacked(sid) <= _HIGH_WATER:
                     self._stalled.pop(sid, None)
                     self._wake(sid)
+                    stream = self._streams.get(sid)
+                    if stream is not None and stream.tunnel is not None:
+                        stream.tunnel.set_paused(False)
 
     def _unacked(self, sid: int) -> int:
         return send_backlog(self._quic, sid)
@@ -213,6 +216,12 @@ class _H3Session(QuicConnectionProtocol):
         waiter = self._loop.create_future()
         self._waiters.setdefault(sid, []).append(waiter)
         self._stalled.setdefault(sid, (self._loop.time(), self._unacked(sid)))
+        stream = self._streams.get(sid)
+        if stream is not None and stream.tunnel is not None:
+            # A WebSocket's direct writes (and broadcast's) stop going to
+            # the stream until the client takes its output (see transmit),
+            # as an HTTP/1.1 transport's pause_writing stops them.
+            stream.tunnel.set_paused(True)
         return waiter
 
     def write_ready(self) -> asyncio.Future[None]:
@@ -572,6 +581,14 @@ class _H3Session(QuicConnectionProtocol):
     def tunnels(self) -> list[_H3Tunnel]:
         """The tunnels of the connection's streams (accepted or not yet)."""
         return [s.tunnel for s in list(self._streams.values()) if s.tunnel is not None]
+
+    def stream_backlog(self, stream: _H3Stream) -> int:
+        """Bytes of ``stream``'s output the client has not taken yet."""
+        return self._unacked(stream.stream_id)
+
+    def stream_full(self, stream: _H3Stream) -> bool:
+        """Whether writes on ``stream`` wait: its backlog is over the high-water mark."""
+        return self._unacked(stream.stream_id) > _HIGH_WATER
 
     def webtransport_sessions(self) -> SessionTable:
         """The WebTransport sessions and seats (the table made on first use)."""

@@ -13,7 +13,12 @@ Ends: closing the tunnel ends the stream (FIN after what is queued); the
 peer's FIN is the end of the WebSocket's input; a reset or the connection
 lost closes the WebSocket at once. Flow control is aioquic's (it credits
 the peer as data arrives): a WebSocket that stops reading holds what came
-here, bounded by the WebSocket's own message limit.
+here, bounded by the WebSocket's own message limit. Output: the stream is
+full while more than the session's high-water mark of it waits for the
+client's acknowledgement (the mark its writes' Futures wait on); the
+WebSocket's direct writes and `squall.websocket.broadcast` stop going to
+it then and resume when the client has taken enough, as over HTTP/1.1
+and HTTP/2.
 """
 
 from __future__ import annotations
@@ -49,12 +54,19 @@ class H3TunnelCarrier(Protocol):
     def tunnels(self) -> list[_H3Tunnel]:
         """The tunnels of the connection's streams."""
 
+    def stream_backlog(self, stream: _H3Stream) -> int:
+        """Bytes of ``stream``'s output the client has not taken yet."""
+
+    def stream_full(self, stream: _H3Stream) -> bool:
+        """Whether writes on ``stream`` wait for the client."""
+
 
 class _H3Tunnel(_Tunnel):
     """An IOStream over one HTTP/3 request stream (RFC 9220): what
     ``detach()`` gives the handler of an extended CONNECT answered 2xx (see
-    `_Tunnel`). Its output is never full: aioquic buffers what congestion
-    control holds back."""
+    `_Tunnel`). aioquic buffers what flow and congestion control hold back;
+    the output is full while the client has not acknowledged more than the
+    session's high-water mark of it."""
 
     __slots__ = ()
 
@@ -77,6 +89,23 @@ class _H3Tunnel(_Tunnel):
 
     def _ready(self) -> asyncio.Future[None]:
         return self._proto.write_ready()
+
+    # -- the handler's side ----------------------------------------------------------
+
+    def writing_paused(self) -> bool:
+        """Whether the output is full (see `H3TunnelCarrier.stream_full`)."""
+        return self._proto.stream_full(self._exchange)
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes written and not yet acknowledged by the client."""
+        return self._proto.stream_backlog(self._exchange)
+
+    def set_paused(self, paused: bool) -> None:
+        """The session says the output went over its high-water mark, or
+        back under it: the owner's direct writes stop, or resume."""
+        owner = self._owner
+        if owner is not None and not self._closed:
+            owner.set_write_paused(paused)
 
     # -- BaseIOStream -------------------------------------------------------------------
 

@@ -43,6 +43,10 @@ class Response:
 class H3Client(QuicConnectionProtocol):
     """One HTTP/3 connection driven by hand."""
 
+    # A client that stops reading: while set, what arrives is dropped
+    # unread (no acknowledgement, no flow-control credit goes back).
+    deaf = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.h3 = H3Connection(self._quic)
@@ -53,6 +57,10 @@ class H3Client(QuicConnectionProtocol):
         # read and dropped by aioquic's H3 layer.
         self.control = b""
         self._changed: Optional[asyncio.Future[None]] = None
+
+    def datagram_received(self, data: Any, addr: Any) -> None:
+        if not self.deaf:
+            super().datagram_received(data, addr)
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ConnectionTerminated):

@@ -13,7 +13,7 @@ pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not ins
 
 from squall.testing import gen_test  # noqa: E402
 from squall.web import Application  # noqa: E402
-from squall.websocket import WebSocketHandler  # noqa: E402
+from squall.websocket import WebSocketHandler, broadcast  # noqa: E402
 
 from .._wait import HANG_GUARD  # noqa: E402
 from ._client import H3Client, h3_client  # noqa: E402
@@ -45,6 +45,17 @@ class AnswersThenWorks(WebSocketHandler):
         self.application.settings.setdefault("answered", []).append(bool(sent))
 
 
+class Member(WebSocketHandler):
+    """Says "ready" once open, and lets the test write to it."""
+
+    def open(self) -> None:
+        self.application.settings["member"] = self
+        self.write_message("ready")
+
+    def on_message(self, message: Any) -> None:
+        pass
+
+
 def client_frame(opcode: int, payload: bytes) -> bytes:
     """A masked frame, as a client sends it (RFC 6455 section 5.3)."""
     mask = os.urandom(4)
@@ -62,6 +73,9 @@ def server_frame(data: bytes) -> Optional[tuple[int, bytes, bytes]]:
     if length == 126:
         (length,) = struct.unpack("!H", data[2:4])
         pos = 4
+    elif length == 127:
+        (length,) = struct.unpack("!Q", data[2:10])
+        pos = 10
     if len(data) < pos + length:
         return None
     return opcode, data[pos : pos + length], data[pos + length :]
@@ -78,7 +92,49 @@ def connect(client: H3Client, path: str = "/ws") -> int:
 
 class H3WebSocketTest(H3TestCase):
     def get_app(self) -> Application:
-        return Application([("/ws", Echo), ("/answers", AnswersThenWorks)])
+        return Application([("/ws", Echo), ("/answers", AnswersThenWorks), ("/member", Member)])
+
+    @gen_test
+    async def test_a_client_that_stops_reading_is_skipped_as_over_http1(self) -> None:
+        # Over HTTP/1.1 and HTTP/2 a WebSocket whose client stops reading
+        # fills up: broadcast() skips it (and can close it for max_buffer)
+        # and write_message's future waits. Over HTTP/3 its output went on
+        # piling up in the QUIC stack, every broadcast counted it as sent
+        # and every write_message was done at once.
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sid = connect(client, "/member")
+            r = client.responses[sid]
+            await client.until(lambda: server_frame(r.body) is not None)
+            member = self._app.settings["member"]
+            stream = member.ws_connection.stream
+            assert not stream.writing_paused()
+            client.deaf = True
+            chunk = "x" * 65536
+            results = [broadcast([member], chunk) for _ in range(8)]
+            assert results[0].sent == 1
+            assert results[-1].skipped == 1
+            sent = sum(result.sent for result in results)
+            assert stream.writing_paused()
+            assert stream.get_write_buffer_size() >= sent * len(chunk)
+            tail = member.write_message("tail")
+            assert not tail.done()
+            # The client reads again: the backlog drains, the write's future
+            # resolves and the WebSocket takes broadcasts again.
+            client.deaf = False
+            await asyncio.wait_for(tail, HANG_GUARD)
+            assert broadcast([member], "again").sent == 1
+            expected = [b"ready"] + [chunk.encode()] * sent + [b"tail", b"again"]
+
+            def payloads() -> list[bytes]:
+                out, rest = [], r.body
+                while (frame := server_frame(rest)) is not None:
+                    out.append(frame[1])
+                    rest = frame[2]
+                return out
+
+            await client.until(lambda: len(payloads()) == len(expected))
+            assert payloads() == expected
 
     @gen_test
     async def test_a_synchronous_answer_leaves_before_the_callback_returns(self) -> None:

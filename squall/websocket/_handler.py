@@ -72,8 +72,10 @@ class WebSocketTraits(HandlerTraits):
         ("select_subprotocol", "select_subprotocol"),
         ("get_compression_options", "get_compression_options"),
         ("max_message_size", "max_message_size"),
+        ("ping_interval", "ping_interval"),
+        ("ping_timeout", "ping_timeout"),
     )
-    __slots__ = tuple(trait for trait, _ in HOOKS[len(HandlerTraits.HOOKS) :])
+    __slots__ = (*(trait for trait, _ in HOOKS[len(HandlerTraits.HOOKS) :]), "params")
 
     set_header: bool
     set_status: bool
@@ -82,6 +84,15 @@ class WebSocketTraits(HandlerTraits):
     select_subprotocol: bool
     get_compression_options: bool
     max_message_size: bool
+    ping_interval: bool
+    ping_timeout: bool
+    # Whether any of the three properties the protocol's parameters come
+    # from is replaced (one read per handshake: see get_websocket_protocol).
+    params: bool
+
+    def __init__(self, cls: type) -> None:
+        super().__init__(cls)
+        self.params = self.max_message_size or self.ping_interval or self.ping_timeout
 
 
 def _refused_once_upgraded(method: _Method) -> _Method:
@@ -161,6 +172,14 @@ class WebSocketHandler(RequestHandler, _Peer):
         cls._lazy_arguments = lazy_arguments(cls)
         mro = cls.__mro__
         cls._base_next = mro[mro.index(WebSocketHandler) + 1] is RequestHandler
+        if (
+            cls.on_connection_close is not WebSocketHandler.on_connection_close
+            and cls.on_ws_connection_close is WebSocketHandler.on_ws_connection_close
+        ):
+            # The class overrides on_connection_close: its WebSocket's end
+            # goes through it, as on Tornado (chosen here, once per class,
+            # rather than tested at each close).
+            cls.on_ws_connection_close = cls._close_through_on_connection_close  # type: ignore[method-assign]
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Checks the upgrade request and, if valid, runs the WebSocket."""
@@ -274,20 +293,9 @@ class WebSocketHandler(RequestHandler, _Peer):
             return
         cls = type(self)
         traits = self._traits
-        offer = (
-            headers.get("Sec-WebSocket-Protocol")
-            if fields is None
-            else (None if (v := fields.get("Sec-Websocket-Protocol")) is None else ",".join(v))
-        )
-        selected: Optional[str] = None
-        if offer or traits.select_subprotocol:
-            # (The stock hook chooses none: not called when nothing is offered.)
-            offered = _ws.parse_subprotocols(offer)
-            selected = self.select_subprotocol(offered)
-            if selected is not None and selected not in offered:
-                raise ValueError(
-                    f"select_subprotocol returned {selected!r}, which the client did not offer"
-                )
+        # The hooks in Tornado's order: get_compression_options, then
+        # select_subprotocol (a handler may log them, or let the first
+        # prepare what the second reads).
         extension_header: Optional[str] = None
         extension: Optional[_ws.PerMessageDeflate] = None
         if traits.get_compression_options:
@@ -304,6 +312,20 @@ class WebSocketHandler(RequestHandler, _Peer):
                 accepted = _ws.server_accept(offer, options)
                 if accepted is not None:
                     extension_header, extension = accepted
+        offer = (
+            headers.get("Sec-WebSocket-Protocol")
+            if fields is None
+            else (None if (v := fields.get("Sec-Websocket-Protocol")) is None else ",".join(v))
+        )
+        selected: Optional[str] = None
+        if offer or traits.select_subprotocol:
+            # (The stock hook chooses none: not called when nothing is offered.)
+            offered = _ws.parse_subprotocols(offer)
+            selected = self.select_subprotocol(offered)
+            if selected is not None and selected not in offered:
+                raise ValueError(
+                    f"select_subprotocol returned {selected!r}, which the client did not offer"
+                )
         if tunnel:
             self._write_200(selected, extension_header)
         else:
@@ -488,17 +510,20 @@ class WebSocketHandler(RequestHandler, _Peer):
             version = headers.get("Sec-WebSocket-Version")
         if (version or "").strip() != "13":
             return None
+        if self._traits.params:
+            # A subclass's ping_interval, ping_timeout or max_message_size
+            # property decides, as on Tornado (the stock ones read the
+            # settings, as below).
+            return WebSocketProtocol13(
+                self, False, self.ping_interval, self.ping_timeout, self.max_message_size
+            )
         settings = self.application.settings
-        if not self._traits.max_message_size:
-            max_message_size = settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE)
-        else:
-            max_message_size = self.max_message_size
         return WebSocketProtocol13(
             self,
             False,
             settings.get("websocket_ping_interval"),
             settings.get("websocket_ping_timeout"),
-            max_message_size,
+            settings.get("websocket_max_message_size", _DEFAULT_MAX_MESSAGE_SIZE),
         )
 
     @property
@@ -693,8 +718,35 @@ class WebSocketHandler(RequestHandler, _Peer):
                 # which applications override to report errors.
                 self.log_exception(*sys.exc_info())
 
+    def _close_through_on_connection_close(
+        self, close_code: Optional[int] = None, close_reason: Optional[str] = None
+    ) -> None:
+        # on_ws_connection_close of a class that overrides on_connection_close
+        # (see __init_subclass__): as on Tornado, the WebSocket's end calls
+        # on_connection_close, once, with close_code and close_reason set and
+        # ws_connection None; the stock one it chains to calls on_close. Not
+        # for a WebSocket whose open() failed (nor after on_close): it
+        # never opened, and Tornado calls neither.
+        if self._on_close_called:
+            WebSocketHandler.on_ws_connection_close(self, close_code, close_reason)
+            return
+        self.close_code = close_code
+        self.close_reason = close_reason
+        self.ws_connection = None
+        opening = self._opening
+        if opening is not None and not opening.done():
+            self._open_abandoned = True
+            opening.cancel()
+        try:
+            self.on_connection_close()
+        except Exception:
+            self.log_exception(*sys.exc_info())
+
     def on_connection_close(self) -> None:
-        """Called when the connection closes before the upgrade finished."""
+        """Called when the connection closes: before the upgrade finished,
+        and, in a class that overrides it, when the WebSocket closes (then
+        ``close_code`` and ``close_reason`` are set, and the stock method,
+        called through ``super()``, calls `on_close`)."""
         protocol = self.ws_connection
         if protocol is not None:
             protocol.on_connection_close()

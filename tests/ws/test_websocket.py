@@ -933,3 +933,130 @@ class OriginCheck(AsyncHTTPTestCase):
             headers=HTTPHeaders({"Host": "h"}),
             connection=_Connection(),
         )
+
+
+class HookOrder(Base):
+    """Records the handshake's hooks in the order they are called."""
+
+    def get_compression_options(self) -> Optional[dict[str, Any]]:
+        self.rec.events.append("get_compression_options")
+        return {}
+
+    def select_subprotocol(self, subprotocols: list[str]) -> Optional[str]:
+        self.rec.events.append(("select_subprotocol", subprotocols))
+        return subprotocols[0] if subprotocols else None
+
+    def open(self, *args: Any) -> None:
+        self.rec.events.append("open")
+        super().open(*args)
+
+
+class ClosesThroughConnectionClose(Base):
+    """Overrides on_connection_close, calling the stock one, as Tornado's
+    documentation of RequestHandler.on_connection_close invites."""
+
+    def on_connection_close(self) -> None:
+        self.rec.events.append(
+            ("on_connection_close", self.close_code, self.close_reason, self.ws_connection)
+        )
+        super().on_connection_close()
+
+    def on_close(self) -> None:
+        self.rec.events.append("on_close")
+        super().on_close()
+
+
+class ClosesThroughConnectionCloseFailingOpen(ClosesThroughConnectionClose):
+    def open(self, *args: Any) -> None:
+        raise ValueError("open failed")
+
+
+class PingsByProperty(Base):
+    """Its pings and its message limit come from properties, not settings."""
+
+    @property
+    def ping_interval(self) -> Optional[float]:
+        return 0.01
+
+    @property
+    def ping_timeout(self) -> Optional[float]:
+        return 0  # no limit (the settings' None would mean ping_interval)
+
+    @property
+    def max_message_size(self) -> int:
+        return 10
+
+    def on_pong(self, data: bytes) -> None:
+        self.write_message("pong")
+
+    def on_message(self, message: Any) -> None:
+        pass
+
+
+class HooksAsTornadoCallsThem(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        self.rec = Recorder()
+        args = dict(rec=self.rec)
+        return Application(
+            [
+                ("/order", HookOrder, args),
+                ("/through", ClosesThroughConnectionClose, args),
+                ("/through_failing", ClosesThroughConnectionCloseFailingOpen, args),
+                ("/pings", PingsByProperty, args),
+            ]
+        )
+
+    def url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.get_http_port()}{path}"
+
+    @gen_test
+    async def test_compression_options_are_asked_before_the_subprotocol(self) -> None:
+        # Tornado asks get_compression_options (when it makes the protocol)
+        # before select_subprotocol; Squall asked them the other way round.
+        ws = await websocket_connect(self.url("/order"), subprotocols=["p"], compression_options={})
+        self.addCleanup(ws.close)
+        await self.rec.opened
+        self.assertEqual(
+            self.rec.events, ["get_compression_options", ("select_subprotocol", ["p"]), "open"]
+        )
+        self.assertEqual(ws.selected_subprotocol, "p")
+        self.assertIn("permessage-deflate", ws.headers["Sec-WebSocket-Extensions"])
+
+    @gen_test
+    async def test_an_overridden_on_connection_close_is_called_when_the_websocket_ends(
+        self,
+    ) -> None:
+        # On Tornado a WebSocket's end goes through on_connection_close (the
+        # stock one calls on_close); an override was never called on Squall
+        # once the WebSocket was open.
+        ws = await websocket_connect(self.url("/through"))
+        await self.rec.opened
+        ws.close(1001, "bye")
+        self.assertEqual(await self.rec.closed, (1001, "bye"))
+        self.assertEqual(self.rec.events, [("on_connection_close", 1001, "bye", None), "on_close"])
+
+    @gen_test
+    async def test_a_websocket_whose_open_failed_gets_no_on_connection_close(self) -> None:
+        # It never opened: as on Tornado, neither on_connection_close nor
+        # on_close is called for it.
+        with ExpectLog(app_log, "Uncaught exception"):
+            ws = await websocket_connect(self.url("/through_failing"))
+            self.assertIsNone(await ws.read_message())
+        self.assertEqual(self.rec.events, [])
+
+    @gen_test
+    async def test_ping_and_size_properties_of_the_handler_are_used(self) -> None:
+        # Tornado makes the protocol from the handler's ping_interval,
+        # ping_timeout and max_message_size properties; Squall read the
+        # settings for the first two, so a subclass's properties sent no ping.
+        ws = await websocket_connect(self.url("/pings"))
+        self.assertEqual(await ws.read_message(), "pong")
+        handler = await self.rec.opened
+        protocol = handler.ws_connection
+        assert protocol is not None
+        self.assertEqual((protocol.ping_interval, protocol.ping_timeout), (0.01, 0))
+        ws.write_message("x" * 11)
+        self.assertEqual(await self.rec.closed, (None, None))
+        while await ws.read_message() is not None:
+            pass  # pongs written before the close
+        self.assertEqual(ws.close_code, 1009)

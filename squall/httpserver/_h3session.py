@@ -583,12 +583,13 @@ class _H3Session(QuicConnectionProtocol):
         return [s.tunnel for s in list(self._streams.values()) if s.tunnel is not None]
 
     def stream_backlog(self, stream: _H3Stream) -> int:
-        """Bytes of ``stream``'s output the client has not taken yet."""
-        return self._unacked(stream.stream_id)
+        """Bytes of ``stream``'s output the client has not taken yet (none
+        once the connection is gone: its QUIC state may be released)."""
+        return 0 if self._gone else self._unacked(stream.stream_id)
 
     def stream_full(self, stream: _H3Stream) -> bool:
         """Whether writes on ``stream`` wait: its backlog is over the high-water mark."""
-        return self._unacked(stream.stream_id) > _HIGH_WATER
+        return self.stream_backlog(stream) > _HIGH_WATER
 
     def webtransport_sessions(self) -> SessionTable:
         """The WebTransport sessions and seats (the table made on first use)."""

@@ -698,6 +698,10 @@ class _MuxStream(Exchange):
         IOStream whose bytes travel in the stream's DATA frames (the
         protocol's tunnel).
 
+        An extended CONNECT whose stream is already gone (reset, or its
+        connection lost, before the answer could go out) gives a closed
+        stream, as the detach of an HTTP/1.1 connection lost meanwhile does.
+
         Raises:
             HTTPOutputError: any other stream (the connection is shared by
                 other streams; only the stream of an accepted extended
@@ -706,6 +710,12 @@ class _MuxStream(Exchange):
         """
         tunnel = self.tunnel
         if tunnel is None or not tunnel.accepted or self._phase < DONE:
+            if tunnel is not None and self._closed and self._phase >= DONE:
+                # The client left (a reset, the connection lost) before the
+                # 2xx could go out: a closed stream, as an HTTP/1.1 detach
+                # of a connection lost meanwhile gives; its WebSocket closes
+                # at once, and the handler is finished once, not failed.
+                return tunnel.hand_over()
             raise HTTPOutputError(f"an {self.PROTOCOL} stream cannot be detached")
         return tunnel.hand_over()
 

@@ -86,6 +86,8 @@ class Room:
         self.opened: Optional[asyncio.Future[WebSocketHandler]] = None
         self.gone: Optional[asyncio.Future[None]] = None
         self.answered: list[bool] = []
+        self.hooks: list[str] = []
+        self.prepared: Optional[asyncio.Future[None]] = None
 
     def expect_open(self) -> asyncio.Future[WebSocketHandler]:
         self.opened = asyncio.get_running_loop().create_future()
@@ -175,6 +177,36 @@ class Refusing(Echo):
         # (An Event: each handler waits on a future of its own.)
         await self.release.wait()
         raise HTTPError(403)
+
+
+class WaitsInPrepare(Echo):
+    """Its prepare() waits for the test's ``release``; records the hooks
+    that follow in ``room.hooks``."""
+
+    def initialize(self, room: Room, release: asyncio.Event) -> None:
+        super().initialize(room)
+        self.release = release
+
+    async def prepare(self) -> None:
+        prepared = self.room.prepared
+        if prepared is not None and not prepared.done():
+            prepared.set_result(None)
+        await self.release.wait()
+
+    def open(self) -> None:
+        self.room.hooks.append("open")
+        super().open()
+
+    def on_connection_close(self) -> None:
+        self.room.hooks.append("on_connection_close")
+        super().on_connection_close()
+
+    def on_close(self) -> None:
+        self.room.hooks.append("on_close")
+        super().on_close()
+
+    def on_finish(self) -> None:
+        self.room.hooks.append(f"on_finish {self.get_status()}")
 
 
 class Plain(RequestHandler):
@@ -274,6 +306,7 @@ class H2WebSocketTest(AsyncHTTPTestCase):
                 ("/async", AsyncEcho, {"room": self.room}),
                 ("/gated", AsyncEcho, {"room": self.room, "gate": self.gate}),
                 ("/refuse", Refusing, {"room": self.room, "release": self.release}),
+                ("/waits", WaitsInPrepare, {"room": self.room, "release": self.release}),
                 ("/plain", Plain),
                 ("/answers", AnswersThenWorks, {"room": self.room}),
             ]
@@ -408,6 +441,33 @@ class H2WebSocketTest(AsyncHTTPTestCase):
         assert self.room.closed == [("HTTP/2.0", None)]
         assert not self.room.members
         assert (await c.raw.fetch("/plain")).body == b"plain HTTP/2.0"
+        await c.raw.close()
+
+    @gen_test
+    async def test_a_client_gone_before_the_200_finishes_the_handler_once(self) -> None:
+        # The stream is reset while prepare() waits: as over HTTP/1.1 (a
+        # connection lost meanwhile), on_connection_close and on_close run
+        # then; the handshake goes on to a closed WebSocket, with one
+        # on_finish and one access log line. The detach of the gone stream
+        # used to fail (HTTPOutputError, logged as an uncaught exception),
+        # and the 500 that followed ran on_finish and the log a second time.
+        logged: list[int] = []
+        self._app.settings["log_function"] = lambda handler: logged.append(handler.get_status())
+        prepared = self.room.prepared = asyncio.get_running_loop().create_future()
+        gone = self.room.expect_close()
+        c = await self.client()
+        sid = c.open("/waits")
+        await asyncio.wait_for(prepared, DEADLINE)
+        c.raw.conn.reset_stream(sid, 0x8)  # CANCEL
+        c.raw.flush()
+        await asyncio.wait_for(gone, DEADLINE)
+        opened = self.room.expect_open()
+        self.release.set()
+        await asyncio.wait_for(opened, DEADLINE)
+        # (A plain request on the connection: the loop has gone round.)
+        assert (await c.raw.fetch("/plain")).status == 200
+        assert self.room.hooks == ["on_connection_close", "on_close", "on_finish 200", "open"]
+        assert logged == [200, 200]  # the handshake's, and /plain's
         await c.raw.close()
 
     @gen_test

@@ -56,6 +56,29 @@ class Member(WebSocketHandler):
         pass
 
 
+class WaitsInPrepare(WebSocketHandler):
+    """Its prepare() waits for the test; records the hooks that follow."""
+
+    async def prepare(self) -> None:
+        settings = self.application.settings
+        settings["prepared"].set_result(None)
+        await settings["release"]
+
+    def open(self) -> None:
+        self.application.settings["hooks"].append("open")
+        self.application.settings["opened"].set_result(None)
+
+    def on_close(self) -> None:
+        self.application.settings["hooks"].append("on_close")
+        self.application.settings["gone"].set_result(None)
+
+    def on_finish(self) -> None:
+        self.application.settings["hooks"].append(f"on_finish {self.get_status()}")
+
+    def on_message(self, message: Any) -> None:
+        pass
+
+
 def client_frame(opcode: int, payload: bytes) -> bytes:
     """A masked frame, as a client sends it (RFC 6455 section 5.3)."""
     mask = os.urandom(4)
@@ -92,7 +115,43 @@ def connect(client: H3Client, path: str = "/ws") -> int:
 
 class H3WebSocketTest(H3TestCase):
     def get_app(self) -> Application:
-        return Application([("/ws", Echo), ("/answers", AnswersThenWorks), ("/member", Member)])
+        return Application(
+            [
+                ("/ws", Echo),
+                ("/answers", AnswersThenWorks),
+                ("/member", Member),
+                ("/waits", WaitsInPrepare),
+            ]
+        )
+
+    @gen_test
+    async def test_a_client_gone_before_the_200_finishes_the_handler_once(self) -> None:
+        # The connection closes while prepare() waits: as over HTTP/1.1 and
+        # HTTP/2, on_close runs then, and the handshake goes on to a closed
+        # WebSocket (open() is called) with one on_finish and one log line.
+        # Squall's detach of the gone stream failed, and the 500 that
+        # followed ran on_finish and the log a second time.
+        await self.started()
+        loop = asyncio.get_running_loop()
+        settings = self._app.settings
+        settings.update(
+            hooks=[],
+            prepared=loop.create_future(),
+            release=loop.create_future(),
+            opened=loop.create_future(),
+            gone=loop.create_future(),
+        )
+        logged: list[int] = []
+        settings["log_function"] = lambda handler: logged.append(handler.get_status())
+        async with h3_client(self.get_http_port()) as client:
+            connect(client, "/waits")
+            await asyncio.wait_for(settings["prepared"], HANG_GUARD)
+            client.close()
+        await asyncio.wait_for(settings["gone"], HANG_GUARD)
+        settings["release"].set_result(None)
+        await asyncio.wait_for(settings["opened"], HANG_GUARD)
+        assert settings["hooks"] == ["on_close", "on_finish 200", "open"]
+        assert logged == [200]
 
     @gen_test
     async def test_a_client_that_stops_reading_is_skipped_as_over_http1(self) -> None:

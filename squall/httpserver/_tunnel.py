@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from squall._h2 import tunnel_fields
+from squall.httpserver._sockview import socket_view
 from squall.httputil._websocket_link import WebSocketEndpoint
 from squall.ioloop import IOLoop
 from squall.iostream import BaseIOStream
@@ -174,6 +175,17 @@ class _Tunnel(BaseIOStream):
     def get_write_buffer_size(self) -> int:
         """Bytes written and not yet sent (none, unless the protocol says)."""
         return 0
+
+    @property
+    def socket(self) -> Any:
+        """The connection's socket (shared with its other streams), None
+        once the tunnel is closed, as an HTTP/1.1 WebSocket's stream's is:
+        Tornado programs test it to tell an open WebSocket from a closed
+        one. Over TLS it also answers `ssl.SSLSocket`'s TLS methods."""
+        if self._closed:
+            return None
+        transport = self.carrier()
+        return None if transport is None else socket_view(transport)
 
     # -- BaseIOStream -------------------------------------------------------------------
 

@@ -471,6 +471,22 @@ class H2WebSocketTest(AsyncHTTPTestCase):
         await c.raw.close()
 
     @gen_test
+    async def test_the_stream_has_a_socket_until_it_closes(self) -> None:
+        # Tornado programs test ``ws_connection.stream.socket`` to tell an
+        # open WebSocket from a closed one (an IOStream's is None once
+        # closed), and read the peer from it; the stream of a WebSocket
+        # over HTTP/2 had no such attribute (AttributeError).
+        c, sid, gone = await self.open_ws()
+        handler = next(iter(self.room.members))
+        stream = handler.ws_connection.stream
+        assert stream.socket is not None
+        assert stream.socket.getpeername()[0] == "127.0.0.1"
+        await c.send(sid, client_frame(8, close_payload(1000)))
+        await asyncio.wait_for(gone, DEADLINE)
+        assert stream.socket is None
+        await c.raw.close()
+
+    @gen_test
     async def test_goaway_from_the_client_closes_the_websocket(self) -> None:
         c, _, gone = await self.open_ws()
         c.raw.conn.close_connection()

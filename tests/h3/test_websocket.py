@@ -125,6 +125,22 @@ class H3WebSocketTest(H3TestCase):
         )
 
     @gen_test
+    async def test_the_stream_has_a_socket_until_it_closes(self) -> None:
+        # As over HTTP/1.1 and HTTP/2: Tornado programs test
+        # ``ws_connection.stream.socket`` to tell an open WebSocket from a
+        # closed one (the stream had no such attribute: AttributeError).
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sid = connect(client, "/member")
+            r = client.responses[sid]
+            await client.until(lambda: server_frame(r.body) is not None)
+            stream = self._app.settings["member"].ws_connection.stream
+            assert stream.socket is not None
+            client.send_body(sid, client_frame(0x8, struct.pack("!H", 1000)))
+            await client.until(lambda: r.ended)
+        assert stream.socket is None
+
+    @gen_test
     async def test_a_client_gone_before_the_200_finishes_the_handler_once(self) -> None:
         # The connection closes while prepare() waits: as over HTTP/1.1 and
         # HTTP/2, on_close runs then, and the handshake goes on to a closed

@@ -113,6 +113,16 @@ def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> HTTPHeaders:
     return HTTPHeaders._from_pairs(pairs)
 
 
+def present_websocket(headers: HTTPHeaders) -> None:
+    """An extended CONNECT for a WebSocket (RFC 8441, RFC 9220) shown to the
+    application as HTTP/1.1's upgrade shows: with ``Upgrade: websocket``,
+    which handlers written for HTTP/1.1 read to tell a WebSocket from a
+    plain GET (a proxy's ``get()`` that relays either). The protocol's own
+    ``:protocol`` field is what it stands for; Connection stays absent."""
+    if "Upgrade" not in headers:
+        headers.add("Upgrade", "websocket")
+
+
 def checked_host(headers: HTTPHeaders, version: str) -> Optional[str]:
     """Checks a request's Host field (RFC 9110 section 7.2, RFC 9112 section
     3.2) and returns it (None if absent), for the driver to remember: a

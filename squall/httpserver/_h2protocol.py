@@ -58,6 +58,7 @@ from squall.httpserver._flow import (
     fields_of,
     headers_from_pairs,
     known_host,
+    present_websocket,
     request_line,
     wait_on,
     wrap_fields,
@@ -345,6 +346,8 @@ class _H2Protocol(_H2Session):
         if protocol is not None:
             stream.protocol = protocol
             stream.tunnel = _H2Tunnel(self, stream)
+            if protocol == "websocket":
+                present_websocket(headers)
         # The same check as HTTP/1.1's (RFC 9110 §7.2); a client sends the
         # same authority each time: checked once per connection.
         try:

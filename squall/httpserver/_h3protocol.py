@@ -380,6 +380,8 @@ class _H3Protocol(_H3Session):
         if protocol is not None:
             stream.protocol = protocol
             stream.tunnel = _H3Tunnel(self, stream)
+            if protocol == "websocket":
+                flow.present_websocket(headers)
         else:
             expect = flow.fields_of(headers).get("Expect")
             if expect is not None and expect[0].lower() == "100-continue":

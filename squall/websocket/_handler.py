@@ -210,24 +210,26 @@ class WebSocketHandler(RequestHandler, _Peer):
             else (None if (v := fields.get("Upgrade")) is None else ",".join(v))
         )
         if (upgrade or "").lower() != "websocket":
-            # Over HTTP/2 (RFC 8441 §5) the extended CONNECT's :protocol says
-            # it, and there is no Upgrade, Connection or Sec-WebSocket-Key.
-            tunnel = request.method == "CONNECT"
-            if not tunnel or getattr(request.connection, "protocol", None) != "websocket":
-                self.set_status(400)
-                self.finish('Can "Upgrade" only to "WebSocket".')
-                return
-        else:
-            tunnel = False
-            connection = (
-                headers.get("Connection")
-                if fields is None
-                else (None if (v := fields.get("Connection")) is None else ",".join(v))
-            ) or ""
-            connection = connection.lower()
-            if connection != "upgrade" and "upgrade" not in [
-                t.strip() for t in connection.split(",")
-            ]:
+            self.set_status(400)
+            self.finish('Can "Upgrade" only to "WebSocket".')
+            return
+        tunnel = False
+        connection = (
+            headers.get("Connection")
+            if fields is None
+            else (None if (v := fields.get("Connection")) is None else ",".join(v))
+        ) or ""
+        connection = connection.lower()
+        if connection != "upgrade" and "upgrade" not in [t.strip() for t in connection.split(",")]:
+            # Over HTTP/2 and HTTP/3 (RFC 8441 §5, RFC 9220) an extended
+            # CONNECT's :protocol says it (its driver presents it as
+            # Upgrade: websocket), and there is no Connection or
+            # Sec-WebSocket-Key.
+            tunnel = (
+                request.method == "CONNECT"
+                and getattr(request.connection, "protocol", None) == "websocket"
+            )
+            if not tunnel:
                 self.set_status(400)
                 self.finish('"Connection" must be "Upgrade".')
                 return

@@ -217,6 +217,17 @@ class Plain(RequestHandler):
 # -- the client ----------------------------------------------------------------------------
 
 
+class EitherWay(Echo):
+    """A get() that relays plain GETs and upgrades WebSockets, telling them
+    apart by the Upgrade field as a proxy written for HTTP/1.1 does."""
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            self.write("plain")
+            return
+        await super().get(*args, **kwargs)
+
+
 class WSClient:
     """WebSockets on streams of one HTTP/2 connection."""
 
@@ -309,6 +320,7 @@ class H2WebSocketTest(AsyncHTTPTestCase):
                 ("/waits", WaitsInPrepare, {"room": self.room, "release": self.release}),
                 ("/plain", Plain),
                 ("/answers", AnswersThenWorks, {"room": self.room}),
+                ("/either", EitherWay, {"room": self.room}),
             ]
         )
 
@@ -679,6 +691,18 @@ class H2WebSocketTest(AsyncHTTPTestCase):
         c.raw.flush()
         assert await c.opened(sid) == 426
         assert c.raw.responses[sid].headers["sec-websocket-version"] == "13"
+        await c.raw.close()
+
+    @gen_test
+    async def test_a_get_that_tells_websockets_by_upgrade_sees_one(self) -> None:
+        # A handler written for HTTP/1.1 that relays plain GETs and upgrades
+        # WebSockets (as jupyter-server-proxy's does) reads Upgrade; an
+        # extended CONNECT had none, and its WebSocket was taken for a GET.
+        c, sid, _ = await self.open_ws("/either")
+        await c.send(sid, client_frame(0x1, b"hi"))
+        assert await c.message(sid) == (0x1, b"hi")
+        r = await c.raw.fetch("/either")
+        assert (r.status, r.body) == (200, b"plain")
         await c.raw.close()
 
     @gen_test

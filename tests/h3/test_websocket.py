@@ -28,6 +28,17 @@ class Echo(WebSocketHandler):
         self.application.settings["closed"] = self.close_code
 
 
+class EitherWay(Echo):
+    """Relays plain GETs, upgrades WebSockets: told apart by Upgrade, as a
+    proxy written for HTTP/1.1 does."""
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            self.write("plain")
+            return
+        await super().get(*args, **kwargs)
+
+
 class AnswersThenWorks(WebSocketHandler):
     """A synchronous on_message that answers and then would block: whether
     a datagram left during its write_message (its answer, encrypted)."""
@@ -118,6 +129,7 @@ class H3WebSocketTest(H3TestCase):
         return Application(
             [
                 ("/ws", Echo),
+                ("/either", EitherWay),
                 ("/answers", AnswersThenWorks),
                 ("/member", Member),
                 ("/waits", WaitsInPrepare),
@@ -245,6 +257,23 @@ class H3WebSocketTest(H3TestCase):
             client.send_body(sid, client_frame(0x8, struct.pack("!H", 1000)))
             await client.until(lambda: r.ended)
             assert self._app.settings["closed"] == 1000
+
+    @gen_test
+    async def test_a_get_that_tells_websockets_by_upgrade_sees_one(self) -> None:
+        # As over HTTP/2: the extended CONNECT shows Upgrade: websocket, which
+        # a get() written for HTTP/1.1 reads to tell it from a plain GET.
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            sid = connect(client, "/either")
+            r = client.responses[sid]
+            await client.until(lambda: r.status != 0)
+            assert r.status == 200
+            client.send_body(sid, client_frame(0x1, b"hi"))
+            await client.until(lambda: server_frame(r.body) is not None)
+            frame = server_frame(r.body)
+            assert frame is not None and frame[:2] == (0x1, b"echo hi over HTTP/3")
+            plain = await client.fetch("/either")
+            assert (plain.status, plain.body) == (200, b"plain")
 
     @gen_test
     async def test_drain_closes_with_1001(self) -> None:

@@ -403,6 +403,11 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         if not fetch.path.isascii():
             # Percent-encoded as the HTTP/1.1 client sends it.
             fetch.path = ascii_target(fetch.path)
+        if " " in fetch.path or not fetch.path.isprintable():
+            # Refused before anything is sent, as the HTTP/1.1 client
+            # refuses it (a space or a control in the URL's path or query).
+            self.fail_fetch(fetch, ValueError(f"invalid request-target {fetch.path!r}"))
+            return None
         fetch.follows = follows_redirects(opts)
         body = opts["body"]
         fetch.body = body.encode() if isinstance(body, str) else (body or b"")

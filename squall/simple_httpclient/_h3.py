@@ -34,6 +34,7 @@ from squall._quicstack import (
 from squall._ws._deflate import split_outside_quotes
 from squall.httpclient import HTTPRequest, HTTPResponse
 from squall.httpserver._h3conn import GuardedH3Connection, HeadersRefused
+from squall.iostream import UnsatisfiableReadError
 from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._h2 import H2AsyncHTTPClient, _Key
@@ -93,6 +94,32 @@ def parse_alt_svc(value: str) -> Optional[list[tuple[str, str, int, float]]]:
     return found if read_any else None
 
 
+class _ClientH3Connection(GuardedH3Connection):
+    """The client's H3 layer: a response that has no body (to a HEAD, a 304)
+    may still carry the ``Content-Length`` of the body it would have had
+    (RFC 9110 §8.6); aioquic's check of that field against the body would
+    close the whole connection over it."""
+
+    def __init__(self, quic: QuicConnection, max_field_section: int) -> None:
+        # Request streams whose response has no body, whatever it says.
+        self.bodiless: set[int] = set()
+        super().__init__(quic, max_field_section)
+
+    def _decode_headers(self, stream_id: int, frame_data: Optional[bytes], **where: Any) -> Any:
+        headers = super()._decode_headers(stream_id, frame_data, **where)
+        for name, value in headers:
+            if name == b":status":
+                if value in (b"204", b"304"):
+                    self.bodiless.add(stream_id)
+                break
+        return headers
+
+    def _check_content_length(self, stream: Any) -> None:
+        # (aioquic's; qh3 has no such check.)
+        if stream.stream_id not in self.bodiless:
+            super()._check_content_length(stream)
+
+
 class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     """One QUIC connection to an origin's HTTP/3 alternative, shared by the
     fetches to it (QUIC's stream credit holds back streams beyond the
@@ -108,7 +135,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         # A response head is held to the HTTP/2 path's limit (64 KiB),
         # refused before it is decoded when it could be larger.
         limit = client.max_header_size or client.http2_limits.max_header_list_size
-        self.h3 = GuardedH3Connection(quic, limit)
+        self.h3 = _ClientH3Connection(quic, limit)
         self.streams: dict[int, StreamFetch] = {}
         self.closed = False
         # A draining server's GOAWAY frame is read and dropped by aioquic's
@@ -154,8 +181,11 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         fetch = self.streams.get(event.stream_id)
         if fetch is None:
             return
-        gen_log.warning("Malformed HTTP message from server: %s", event.reason)
-        self.abandon(fetch, HTTPStreamClosedError(f"HTTP/3 response head refused: {event.reason}"))
+        # Too large to decode: refused with the HTTP/1.1 client's error for
+        # a head over max_header_size (what a caller of either catches).
+        gen_log.info("Unsatisfiable read, closing connection: Header block too large")
+        gen_log.debug("HTTP/3 response head refused: %s", event.reason)
+        self.abandon(fetch, UnsatisfiableReadError("Header block too large"))
 
     def _stream_event(self, event: HeadersReceived | DataReceived) -> None:
         sid = event.stream_id
@@ -173,6 +203,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
             self.on_body(fetch, event.data)
         if event.stream_ended and self.streams.get(sid) is fetch:
             del self.streams[sid]
+            self.h3.bodiless.discard(sid)
             if fetch.headers is None:
                 self.fail(fetch, HTTPStreamClosedError("HTTP/3 stream ended without a response"))
             else:
@@ -196,6 +227,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         fetch = self.streams.pop(event.stream_id, None)
         if fetch is None:
             return
+        self.h3.bodiless.discard(event.stream_id)
         if event.error_code == H3Error.H3_REQUEST_REJECTED and not fetch.retried:
             # Not processed (RFC 9114 §4.1.1): safe to send again, once,
             # on a new connection; this one takes no more.
@@ -242,6 +274,8 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
             return
         fetch.stream_id = sid
         self.streams[sid] = fetch
+        if fetch.opts["method"] == "HEAD":
+            self.h3.bodiless.add(sid)
         # Sent at the end of the loop turn, with the other requests made in it.
         self._transmit_soon()
 
@@ -268,6 +302,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         return head + fields, fetch.body
 
     def reset_stream(self, stream_id: int) -> None:
+        self.h3.bodiless.discard(stream_id)
         try:
             self._quic.reset_stream(stream_id, H3Error.H3_REQUEST_CANCELLED)
             self._quic.stop_stream(stream_id, H3Error.H3_REQUEST_CANCELLED)

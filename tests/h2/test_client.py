@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import ssl
 from typing import Any
 from unittest import mock
@@ -15,6 +16,7 @@ pytest.importorskip("h2", reason="the http2 extra (h2) is not installed")
 
 from squall.h2client import H2AsyncHTTPClient  # noqa: E402
 from squall.httpclient import AsyncHTTPClient, HTTPClientError  # noqa: E402
+from squall.iostream import UnsatisfiableReadError  # noqa: E402
 from squall.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
@@ -355,12 +357,17 @@ class ErrorsTest(AsyncHTTPTestCase):
     async def test_bad_gzip_and_body_limit(self) -> None:
         with pytest.raises(HTTPStreamClosedError, match="invalid gzip"):
             await self.http_client.fetch(self.get_url("/badgzip"))
-        with ExpectLog("squall.general", ".*decompressed body too large"):
-            with pytest.raises(HTTPStreamClosedError, match="too large"):
+        # A body over max_body_size is refused by its Content-Length before
+        # any of it arrives, streamed or not, with the HTTP/1.1 client's
+        # log line and error.
+        with ExpectLog("squall.general", ".*Content-Length too long", level=logging.INFO):
+            with pytest.raises(HTTPStreamClosedError, match="Connection closed"):
                 await self.http_client.fetch(self.get_url("/large"))
         got: list[bytes] = []
-        await self.http_client.fetch(self.get_url("/large"), streaming_callback=got.append)
-        assert sum(map(len, got)) == 300_000
+        with ExpectLog("squall.general", ".*Content-Length too long", level=logging.INFO):
+            with pytest.raises(HTTPStreamClosedError, match="Connection closed"):
+                await self.http_client.fetch(self.get_url("/large"), streaming_callback=got.append)
+        assert got == []
 
     @gen_test
     async def test_br_zstd_and_gzip_bodies_are_decoded(self) -> None:
@@ -386,8 +393,8 @@ class ErrorsTest(AsyncHTTPTestCase):
         # 20,000 x 9 bytes = 180,000 decoded (over max_body_size=100,000),
         # a few hundred bytes on the wire.
         for coding in ("br", "zstd", "gzip"):
-            with ExpectLog("squall.general", ".*decompressed body too large"):
-                with pytest.raises(HTTPStreamClosedError, match="too large"):
+            with ExpectLog("squall.general", ".*decompressed body too large", level=logging.INFO):
+                with pytest.raises(HTTPStreamClosedError, match="Connection closed"):
                     await self.http_client.fetch(self.get_url(f"/coded?c={coding}&n=20000"))
 
     @gen_test
@@ -404,10 +411,12 @@ class ErrorsTest(AsyncHTTPTestCase):
         def boom(_: Any) -> None:
             raise ZeroDivisionError("callback")
 
-        with pytest.raises(ZeroDivisionError):
-            await self.http_client.fetch(self.get_url("/info"), header_callback=boom)
-        with pytest.raises(ZeroDivisionError):
-            await self.http_client.fetch(self.get_url("/large"), streaming_callback=boom)
+        # As over HTTP/1.1 (and on Tornado): the exception is logged, and
+        # the fetch fails with HTTPStreamClosedError, not with it.
+        for what in ("header_callback", "streaming_callback"):
+            with ExpectLog("squall.application", f"Uncaught exception in {what} for GET /info"):
+                with pytest.raises(HTTPStreamClosedError, match="Connection closed"):
+                    await self.http_client.fetch(self.get_url("/info"), **{what: boom})
         # The connection is still good.
         response = await self.http_client.fetch(self.get_url("/info"))
         assert response.code == 200
@@ -448,3 +457,102 @@ class ErrorsTest(AsyncHTTPTestCase):
         assert len(client._h2_conns) == 1
         client.close()
         assert not client._h2_conns
+
+
+class Pieces(RequestHandler):
+    """Three flushed pieces of body."""
+
+    async def get(self) -> None:
+        for piece in (b"one;", b"two;", b"three"):
+            self.write(piece)
+            await self.flush()
+
+
+class BigHead(RequestHandler):
+    def get(self) -> None:
+        self.set_header("X-Big", "y" * 5000)
+        self.write("ok")
+
+
+class SameAsHTTP1Test(AsyncHTTPTestCase):
+    """What a caller sees is what the HTTP/1.1 client gives it (the
+    reference these clients are held to), where HTTP/2 does not say otherwise."""
+
+    def get_app(self) -> Application:
+        return Application(
+            [("/info", Info), ("/redirect", Redirect), ("/pieces", Pieces), ("/bighead", BigHead)]
+        )
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {"http2": True}
+
+    def get_http_client(self) -> H2AsyncHTTPClient:
+        return H2AsyncHTTPClient(force_instance=True, http2_prior_knowledge=True)
+
+    @gen_test
+    async def test_header_callback_sees_only_the_final_response(self) -> None:
+        # A redirect that is followed is not the caller's response: its
+        # head does not reach header_callback (nor its body streaming_callback).
+        lines: list[str] = []
+        pieces: list[bytes] = []
+        response = await self.http_client.fetch(
+            self.get_url("/redirect"),
+            header_callback=lines.append,
+            streaming_callback=pieces.append,
+        )
+        assert response.effective_url.endswith("/info?q=redirected")
+        assert lines[0] == "HTTP/2.0 200 \r\n"
+        assert lines.count("\r\n") == 1 and lines[-1] == "\r\n"
+        assert not any(line.lower().startswith("location:") for line in lines)
+        assert b'"q": "redirected"' in b"".join(pieces)
+
+    @gen_test
+    async def test_awaitable_callbacks_are_awaited_in_order(self) -> None:
+        # A coroutine function as streaming_callback or header_callback was
+        # called and never awaited (its work never ran); the HTTP/1.1 client
+        # awaits each one before the next piece, and the fetch ends after.
+        events: list[str] = []
+
+        async def on_piece(piece: bytes) -> None:
+            events.append("start " + piece.decode())
+            await asyncio.sleep(0)
+            events.append("end " + piece.decode())
+
+        async def on_line(line: str) -> None:
+            await asyncio.sleep(0)
+            events.append("line " + line.split(" ")[0].strip())
+
+        response = await self.http_client.fetch(
+            self.get_url("/pieces"), streaming_callback=on_piece, header_callback=on_line
+        )
+        assert response.body == b""
+        # Every header line was taken before the body's first piece.
+        lines = [i for i, e in enumerate(events) if e.startswith("line ")]
+        assert events[0] == "line HTTP/2.0" and lines == list(range(len(lines)))
+        body = events[len(lines) :]
+        # Each piece's callback finished before the next one started.
+        assert [e.split(" ")[0] for e in body] == ["start", "end"] * (len(body) // 2)
+        assert "".join(e[4:] for e in body if e.startswith("end ")) == "one;two;three"
+
+    @gen_test
+    async def test_max_header_size_refuses_a_large_head(self) -> None:
+        client = H2AsyncHTTPClient(
+            force_instance=True, http2_prior_knowledge=True, max_header_size=1000
+        )
+        try:
+            # The HTTP/1.1 client's error for a head over max_header_size
+            # (not a 599 response: raised even with raise_error=False).
+            with ExpectLog("squall.general", "Unsatisfiable read", level=logging.INFO):
+                with pytest.raises(UnsatisfiableReadError, match="Header block too large"):
+                    await client.fetch(self.get_url("/bighead"), raise_error=False)
+            response = await client.fetch(self.get_url("/info"))
+            assert '"version": "HTTP/2.0"' in response.body.decode()
+        finally:
+            client.close()
+
+    @gen_test
+    async def test_a_space_in_the_url_is_refused_before_sending(self) -> None:
+        with pytest.raises(ValueError, match="invalid request-target"):
+            await self.http_client.fetch(self.get_url("/info?q=a b"))
+        # Nothing went out: the client opened no connection for it.
+        assert not self.http_client._h2_conns

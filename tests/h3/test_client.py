@@ -7,6 +7,7 @@ which is how a test tells HTTP/3 from a fallback to TCP.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import ssl
@@ -18,11 +19,12 @@ pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not ins
 
 from squall.h3client import H3AsyncHTTPClient, parse_alt_svc  # noqa: E402
 from squall.httpclient import HTTPClientError  # noqa: E402
+from squall.iostream import UnsatisfiableReadError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 
 from .._wait import HANG_GUARD  # noqa: E402
-from ..h2.test_client import Gzipped, Missing, Redirect  # noqa: E402
+from ..h2.test_client import BigHead, Gzipped, Missing, Pieces, Redirect  # noqa: E402
 from ._stack import only_on  # noqa: E402
 
 CERT = os.path.join(os.path.dirname(__import__("squall").__file__), "_certs", "test.crt")
@@ -67,6 +69,17 @@ class Advertise(RequestHandler):
         self.write(self.request.version)
 
 
+class Bodiless(RequestHandler):
+    """Responses without a body that give the length one would have had."""
+
+    def head(self) -> None:
+        self.set_header("Content-Length", "5000")
+
+    def get(self) -> None:
+        self.set_status(304)
+        self.set_header("Content-Length", "77")
+
+
 def make_app(**settings: Any) -> Application:
     return Application(
         [
@@ -77,6 +90,9 @@ def make_app(**settings: Any) -> Application:
             ("/stall", Stall),
             ("/trickle", Trickle),
             ("/advertise", Advertise),
+            ("/bodiless", Bodiless),
+            ("/bighead", BigHead),
+            ("/pieces", Pieces),
         ],
         release=asyncio.Event(),
         go_on=asyncio.Event(),
@@ -182,6 +198,81 @@ class PriorKnowledgeTest(H3ServerCase):
         self.http_client.close()
         assert conn.closed
         assert conn._transport.is_closing()  # type: ignore[attr-defined]
+
+
+class SameAsHTTP1Test(H3ServerCase):
+    """What a caller sees is what the HTTP/1.1 client gives it, where
+    HTTP/3 does not say otherwise."""
+
+    def get_http_client(self) -> H3AsyncHTTPClient:
+        return H3AsyncHTTPClient(
+            force_instance=True, http3_prior_knowledge=True, defaults={"validate_cert": False}
+        )
+
+    @gen_test
+    async def test_bodiless_responses_with_a_content_length(self) -> None:
+        # A HEAD response and a 304 carry the Content-Length of a body they
+        # do not have (RFC 9110 §8.6). aioquic's check of the field against
+        # the body closed the whole QUIC connection over it.
+        await self.started()
+        response = await self.http_client.fetch(self.get_url("/bodiless"), method="HEAD")
+        assert (response.code, response.body) == (200, b"")
+        assert response.headers["Content-Length"] == "5000"
+        (conn,) = self.http_client._h2_conns.values()
+        with pytest.raises(HTTPClientError) as info:
+            await self.http_client.fetch(self.get_url("/bodiless"))
+        assert info.value.code == 304
+        # Both on the connection they came by, which serves on.
+        response = await self.http_client.fetch(self.get_url("/info?q=after"))
+        assert '"q": "after"' in response.body.decode()
+        assert list(self.http_client._h2_conns.values()) == [conn]
+
+    @gen_test
+    async def test_header_callback_sees_only_the_final_response(self) -> None:
+        await self.started()
+        lines: list[str] = []
+        response = await self.http_client.fetch(
+            self.get_url("/redirect"), header_callback=lines.append
+        )
+        assert '"q": "redirected"' in response.body.decode()
+        assert lines[0] == "HTTP/3 200 \r\n"
+        assert lines.count("\r\n") == 1
+        assert not any(line.lower().startswith("location:") for line in lines)
+
+    @gen_test
+    async def test_awaitable_streaming_callback_is_awaited(self) -> None:
+        await self.started()
+        events: list[str] = []
+
+        async def on_piece(piece: bytes) -> None:
+            events.append("start")
+            await asyncio.sleep(0)
+            events.append("end " + piece.decode())
+
+        response = await self.http_client.fetch(
+            self.get_url("/pieces"), streaming_callback=on_piece
+        )
+        assert response.body == b""
+        assert [e[:3] for e in events] == ["sta", "end"] * (len(events) // 2)
+        assert "".join(e[4:] for e in events if e.startswith("end ")) == "one;two;three"
+
+    @gen_test
+    async def test_max_header_size_error_is_the_http1_clients(self) -> None:
+        await self.started()
+        client = H3AsyncHTTPClient(
+            force_instance=True,
+            http3_prior_knowledge=True,
+            max_header_size=1000,
+            defaults={"validate_cert": False},
+        )
+        try:
+            with ExpectLog("squall.general", "Unsatisfiable read", level=logging.INFO):
+                with pytest.raises(UnsatisfiableReadError, match="Header block too large"):
+                    await client.fetch(self.get_url("/bighead"), raise_error=False)
+            response = await client.fetch(self.get_url("/info?q=2"))
+            assert '"q": "2"' in response.body.decode()
+        finally:
+            client.close()
 
 
 class StreamsTest(H3ServerCase):

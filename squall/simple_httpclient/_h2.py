@@ -121,6 +121,8 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
         self.waiting: deque[_Fetch] = deque()
         self.closed = False
         self.goaway = False
+        # Closes once its fetches are done (see `drain`).
+        self.draining = False
         self.flush_handle: Optional[asyncio.Handle] = None
         self.idle_handle: Optional[asyncio.TimerHandle] = None
 
@@ -196,6 +198,8 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
         self.flush()
         if self.goaway and not self.streams:
             self.abort()
+        elif self.draining:
+            self.close_if_done()
         elif not self.streams and not self.waiting and self.idle_handle is None:
             # The HTTP/1.1 pool's rule: an idle connection is kept for
             # idle_timeout seconds, then closed.
@@ -205,6 +209,17 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
         self.idle_handle = None
         if not self.streams and not self.waiting:
             self.client.forget_connection(self)
+            self.close()
+
+    def drain(self) -> None:
+        self.draining = True
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+        self.close_if_done()
+
+    def close_if_done(self) -> None:
+        if not self.streams and not self.waiting:
             self.close()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -290,6 +305,8 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
                 self.waiting.remove(fetch)
             except ValueError:
                 pass
+        if self.draining:
+            self.close_if_done()
 
     # -- output ------------------------------------------------------------------
 
@@ -354,9 +371,11 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
         self._stream_deadlines = _Deadlines(self.loop, self._timed, self._deadline_passed)
 
     def close(self) -> None:
-        """Close the HTTP/2 connections too (see `AsyncHTTPClient.close`)."""
+        """Close the HTTP/2 connections too (see `AsyncHTTPClient.close`):
+        idle ones now, the others once their fetches in flight are done
+        (those complete, as the HTTP/1.1 client's do)."""
         for conn in list(self._h2_conns.values()):
-            conn.close()
+            conn.drain()
         self._h2_conns.clear()
         self._stream_deadlines.cancel()
         super().close()
@@ -540,6 +559,10 @@ class H2AsyncHTTPClient(SimpleAsyncHTTPClient):
             if fetch.done:
                 continue
             proto.submit(fetch)
+        if self._closed:
+            # Closed while connecting: this connection serves these only.
+            self.forget_connection(proto)
+            proto.drain()
 
     def _tls_context(self, request: HTTPRequest) -> ssl.SSLContext:
         options = _opt(request, "ssl_options")

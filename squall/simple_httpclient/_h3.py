@@ -141,6 +141,8 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         # A draining server's GOAWAY frame is read and dropped by aioquic's
         # H3 layer; its refusal of a new stream (H3_REQUEST_REJECTED) says it.
         self.goaway = False
+        # Closes once its fetches are done (see `drain`).
+        self.draining = False
         # Why the connection ended, as QUIC reported it.
         self.ended_by = ""
         # Done when the QUIC handshake is (ConnectionError if it failed).
@@ -154,6 +156,9 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
         self._process_events()
+        if self.draining and not self.streams:
+            self.close()
+            return
         # One transmit per loop turn, not one per datagram: the requests the
         # responses' callers send next (woken by this datagram, run before
         # the transmit) leave with the acknowledgement, in as few datagrams
@@ -314,6 +319,13 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         """Give up on ``fetch`` (timeout): reset its stream."""
         if self.streams.pop(fetch.stream_id, None) is not None:
             self.reset_stream(fetch.stream_id)
+        if self.draining and not self.streams:
+            self.close()
+
+    def drain(self) -> None:
+        self.draining = True
+        if not self.streams:
+            self.close()
 
     def close(self, error_code: int = H3Error.H3_NO_ERROR, reason_phrase: str = "") -> None:
         """Close the connection now: CONNECTION_CLOSE, then the socket."""
@@ -474,6 +486,10 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
         for fetch in fetches:
             if not fetch.done:
                 proto.submit(fetch)
+        if self._closed:
+            # Closed while connecting: this connection serves these only.
+            self.forget_connection(proto)
+            proto.drain()
 
     def _connect_failed(self, key: _Key, exc: BaseException) -> None:
         fetches = self._h2_connecting.pop(key, [])

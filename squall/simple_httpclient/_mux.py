@@ -112,6 +112,10 @@ class MuxConnection(Protocol):
     def close(self) -> None:
         """Close the connection; its fetches fail."""
 
+    def drain(self) -> None:
+        """Take no new fetch; close once those it has are done (the client
+        closed: its fetches in flight still complete, as over HTTP/1.1)."""
+
 
 class MuxClient(Protocol):
     """What a multiplexing connection asks of its client (`H2AsyncHTTPClient`

@@ -480,8 +480,20 @@ class SameAsHTTP1Test(AsyncHTTPTestCase):
 
     def get_app(self) -> Application:
         return Application(
-            [("/info", Info), ("/redirect", Redirect), ("/pieces", Pieces), ("/bighead", BigHead)]
+            [
+                ("/info", Info),
+                ("/redirect", Redirect),
+                ("/pieces", Pieces),
+                ("/bighead", BigHead),
+                ("/slow", Slow),
+            ],
+            slow_started=asyncio.Event(),
+            slow_release=asyncio.Event(),
         )
+
+    def tearDown(self) -> None:
+        self._app.settings["slow_release"].set()
+        super().tearDown()
 
     def get_httpserver_options(self) -> dict[str, Any]:
         return {"http2": True}
@@ -556,3 +568,23 @@ class SameAsHTTP1Test(AsyncHTTPTestCase):
             await self.http_client.fetch(self.get_url("/info?q=a b"))
         # Nothing went out: the client opened no connection for it.
         assert not self.http_client._h2_conns
+
+    @gen_test
+    async def test_close_lets_fetches_in_flight_complete(self) -> None:
+        # The HTTP/1.1 client's close() closes idle connections only: a
+        # fetch in flight gets its response. Over HTTP/2 it failed with
+        # "Connection closed".
+        client = H2AsyncHTTPClient(force_instance=True, http2_prior_knowledge=True)
+        await client.fetch(self.get_url("/info"))
+        (conn,) = client._h2_conns.values()
+        future = client.fetch(self.get_url("/slow"))
+        await asyncio.wait_for(self._app.settings["slow_started"].wait(), HANG_GUARD)
+        client.close()
+        assert conn.transport is not None and not conn.transport.is_closing()
+        with pytest.raises(RuntimeError, match="closed"):
+            await client.fetch(self.get_url("/info"))
+        self._app.settings["slow_release"].set()
+        response = await asyncio.wait_for(future, HANG_GUARD)
+        assert response.body == b"slow"
+        # Its last fetch done, the connection closes.
+        assert conn.transport.is_closing()

@@ -257,6 +257,23 @@ class SameAsHTTP1Test(H3ServerCase):
         assert "".join(e[4:] for e in events if e.startswith("end ")) == "one;two;three"
 
     @gen_test
+    async def test_close_lets_fetches_in_flight_complete(self) -> None:
+        # As the HTTP/1.1 client's close(): the fetch in flight gets its
+        # response, then the connection closes (it failed with "Connection closed").
+        await self.started()
+        await self.http_client.fetch(self.get_url("/info"))
+        (conn,) = self.http_client._h2_conns.values()
+        future = self.http_client.fetch(self.get_url("/stall"))
+        # (Sent at once on the open connection.)
+        assert conn.streams  # type: ignore[attr-defined]
+        self.http_client.close()
+        assert not conn.closed
+        self._app.settings["release"].set()
+        response = await asyncio.wait_for(future, HANG_GUARD)
+        assert response.body == b"late"
+        assert conn.closed
+
+    @gen_test
     async def test_max_header_size_error_is_the_http1_clients(self) -> None:
         await self.started()
         client = H3AsyncHTTPClient(

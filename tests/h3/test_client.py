@@ -274,6 +274,18 @@ class SameAsHTTP1Test(H3ServerCase):
         assert conn.closed
 
     @gen_test
+    async def test_a_port_nothing_listens_on_is_refused_at_once(self) -> None:
+        # The system reports the datagram refused (ICMP port unreachable):
+        # the fetch fails with ConnectionRefusedError, as a refused TCP
+        # connect does over HTTP/1.1, not with a timeout after connect_timeout.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        with pytest.raises(ConnectionRefusedError):
+            await self.http_client.fetch(f"https://127.0.0.1:{port}/", connect_timeout=5)
+
+    @gen_test
     async def test_max_header_size_error_is_the_http1_clients(self) -> None:
         await self.started()
         client = H3AsyncHTTPClient(

@@ -168,7 +168,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         # as they fit.
         self._transmit_soon()
 
-    def error_received(self, exc: OSError) -> None:
+    def error_received(self, exc: Exception) -> None:
         # The system's word on a datagram sent (an ICMP port unreachable:
         # nothing listens on that UDP port). Before the handshake, the
         # connect fails with it at once, as a TCP connect that is refused

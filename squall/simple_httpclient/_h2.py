@@ -40,7 +40,7 @@ from squall.platform.asyncio import _bound_reads
 from squall.simple_httpclient._client import SimpleAsyncHTTPClient, _Deadlines
 from squall.simple_httpclient._connection import connect_socket
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
-from squall.simple_httpclient._mux import MuxConnection, StreamResponses
+from squall.simple_httpclient._mux import CONNECTION_LOST, MuxConnection, StreamResponses
 from squall.simple_httpclient._mux import StreamFetch as _Fetch
 from squall.simple_httpclient._policy import (
     REDIRECT_CODES,
@@ -226,7 +226,7 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
         if self.idle_handle is not None:
             self.idle_handle.cancel()
             self.idle_handle = None
-        self.gone(HTTPStreamClosedError("Connection closed"))
+        self.gone(CONNECTION_LOST)
 
     # -- requests --------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from squall.iostream import UnsatisfiableReadError
 from squall.log import gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError, HTTPTimeoutError
 from squall.simple_httpclient._h2 import H2AsyncHTTPClient, _Key
-from squall.simple_httpclient._mux import StreamFetch, StreamResponses
+from squall.simple_httpclient._mux import CONNECTION_LOST, StreamFetch, StreamResponses
 from squall.simple_httpclient._policy import options
 
 __all__ = ["H3AsyncHTTPClient", "parse_alt_svc"]
@@ -261,7 +261,12 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         self.ended_by = reason
         if not self.handshake.done():
             self.handshake.set_exception(ConnectionError(reason))
-        self.gone(HTTPStreamClosedError(f"HTTP/3 connection closed ({reason})"))
+        if event.error_code in (0, H3Error.H3_NO_ERROR):
+            # Closed by the server without an error: as a TCP connection
+            # closed under its fetches (see CONNECTION_LOST).
+            self.gone(CONNECTION_LOST)
+        else:
+            self.gone(HTTPStreamClosedError(f"HTTP/3 connection closed ({reason})"))
         if self._transport is not None:
             self._transport.close()
 
@@ -272,7 +277,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         if self._transmit_task is not None:
             self._transmit_task.cancel()
             self._transmit_task = None
-        self.gone(HTTPStreamClosedError("Connection closed"))
+        self.gone(CONNECTION_LOST)
 
     # -- requests --------------------------------------------------------------
 

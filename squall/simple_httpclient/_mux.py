@@ -22,7 +22,7 @@ from squall.log import app_log, gen_log
 from squall.simple_httpclient._errors import HTTPStreamClosedError
 from squall.simple_httpclient._policy import DECOMPRESS_STEP, take_decoder
 
-__all__ = ["MuxClient", "MuxConnection", "StreamFetch", "StreamResponses"]
+__all__ = ["CONNECTION_LOST", "MuxClient", "MuxConnection", "StreamFetch", "StreamResponses"]
 
 
 class StreamFetch:
@@ -143,6 +143,11 @@ class MuxClient(Protocol):
     def forget_connection(self, conn: MuxConnection) -> None:
         """``conn`` takes no more fetches: stop routing to it."""
         ...
+
+
+#: What `StreamResponses.gone` is given when the connection closed under
+#: its fetches (each then fails with the HTTP/1.1 client's words for it).
+CONNECTION_LOST = HTTPStreamClosedError("Connection closed")
 
 
 def _callback_failed(what: str, fetch: StreamFetch, exc: BaseException) -> HTTPStreamClosedError:
@@ -353,6 +358,13 @@ class StreamResponses:
         self.fail(fetch, error)
 
     def fail(self, fetch: StreamFetch, error: BaseException) -> None:
+        if error is CONNECTION_LOST:
+            # The HTTP/1.1 client's words (Tornado's, which callers' retry
+            # checks match): "Stream closed" if no response head came,
+            # "Connection closed" once one had.
+            error = HTTPStreamClosedError(
+                "Stream closed" if fetch.headers is None else "Connection closed"
+            )
         self.client.fail_fetch(fetch, error)
 
     def fail_streams(self, error: BaseException) -> None:

@@ -475,6 +475,16 @@ class BigHead(RequestHandler):
         self.write("ok")
 
 
+class Started(RequestHandler):
+    """Sends its head and a first piece, then waits for the test."""
+
+    async def get(self) -> None:
+        self.write(b"part;")
+        await self.flush()
+        self.settings["slow_started"].set()
+        await self.settings["slow_release"].wait()
+
+
 class SameAsHTTP1Test(AsyncHTTPTestCase):
     """What a caller sees is what the HTTP/1.1 client gives it (the
     reference these clients are held to), where HTTP/2 does not say otherwise."""
@@ -487,6 +497,7 @@ class SameAsHTTP1Test(AsyncHTTPTestCase):
                 ("/pieces", Pieces),
                 ("/bighead", BigHead),
                 ("/slow", Slow),
+                ("/started", Started),
             ],
             slow_started=asyncio.Event(),
             slow_release=asyncio.Event(),
@@ -589,3 +600,19 @@ class SameAsHTTP1Test(AsyncHTTPTestCase):
         assert response.body == b"slow"
         # Its last fetch done, the connection closes.
         assert conn.transport.is_closing()
+
+    @gen_test
+    async def test_a_lost_connection_fails_fetches_with_the_http1_words(self) -> None:
+        # "Stream closed" before a response head, "Connection closed" after
+        # one: the HTTP/1.1 client's (and Tornado's) words, which callers'
+        # retry checks look for. Over HTTP/2 both were "Connection closed".
+        for path, words in (("/slow", "Stream closed"), ("/started", "Connection closed")):
+            started = self._app.settings["slow_started"]
+            started.clear()
+            future = self.http_client.fetch(self.get_url(path))
+            await asyncio.wait_for(started.wait(), HANG_GUARD)
+            for conn in list(self.http_server._connections):
+                conn._hard_close()
+            with pytest.raises(HTTPStreamClosedError) as info:
+                await future
+            assert str(info.value) == words, path

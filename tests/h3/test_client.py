@@ -20,10 +20,12 @@ pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not ins
 from squall.h3client import H3AsyncHTTPClient, parse_alt_svc  # noqa: E402
 from squall.httpclient import HTTPClientError  # noqa: E402
 from squall.iostream import UnsatisfiableReadError  # noqa: E402
+from squall.simple_httpclient import HTTPStreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler  # noqa: E402
 
 from .._wait import HANG_GUARD  # noqa: E402
+from ..h2.test_attacks import condition  # noqa: E402
 from ..h2.test_client import BigHead, Gzipped, Missing, Pieces, Redirect  # noqa: E402
 from ._stack import only_on  # noqa: E402
 
@@ -286,6 +288,26 @@ class SameAsHTTP1Test(H3ServerCase):
             await self.http_client.fetch(f"https://127.0.0.1:{port}/", connect_timeout=5)
 
     @gen_test
+    async def test_a_server_closing_fails_fetches_with_the_http1_words(self) -> None:
+        # A server closing its QUIC connection without an error, before the
+        # response head: "Stream closed", as a TCP connection closed there
+        # fails an HTTP/1.1 fetch (it was "HTTP/3 connection closed (...)").
+        await self.started()
+        await self.http_client.fetch(self.get_url("/info"))
+        future = self.http_client.fetch(self.get_url("/stall"))
+        (server_conn,) = self.http_server._connections
+        # (Once the server has the request: its stream is open there.)
+        await asyncio.wait_for(
+            condition(lambda: bool(server_conn._streams)),
+            HANG_GUARD,  # type: ignore[attr-defined]
+        )
+        server_conn._quic.close(error_code=0)  # type: ignore[attr-defined]
+        server_conn.transmit()  # type: ignore[attr-defined]
+        with pytest.raises(HTTPStreamClosedError) as info:
+            await future
+        assert str(info.value) == "Stream closed"
+
+    @gen_test
     async def test_max_header_size_error_is_the_http1_clients(self) -> None:
         await self.started()
         client = H3AsyncHTTPClient(
@@ -410,11 +432,14 @@ class StreamsTest(H3ServerCase):
         await asyncio.wait_for(arrived.wait(), HANG_GUARD)
         (server_conn,) = self.http_server._connections
         await server_conn.close()  # type: ignore[attr-defined]
-        for future in [waiting, *others]:
+        # The HTTP/1.1 client's words: after the head, and before it.
+        for future, words in [(waiting, "Connection closed")] + [
+            (other, "Stream closed") for other in others
+        ]:
             with pytest.raises(HTTPClientError) as info:
                 await asyncio.wait_for(future, HANG_GUARD)
             assert info.value.code == 599
-            assert "HTTP/3 connection closed" in str(info.value)
+            assert str(info.value) == words
         assert not self.http_client._h2_conns
         # The next request opens a new connection.
         response = await self.http_client.fetch(self.get_url("/info?q=again"))

@@ -14,7 +14,11 @@ squall's own (`squall._h2`, the server's core), so no extra is needed::
 
 Both clients make the same decisions (default fields, redirects, what a
 redirect to another origin drops, decompression): see
-``squall/simple_httpclient/_policy.py``. The code lives beside the HTTP/1.1
+``squall/simple_httpclient/_policy.py``. A caller gets what the HTTP/1.1
+client gives it, except where HTTP/2 decides: ``header_callback``'s first
+line has no reason phrase (``HTTP/2.0 200``), connection-specific fields
+are not sent, and a stream the server resets fails with
+``HTTPStreamClosedError("stream reset by the server (CODE)")``. The code lives beside the HTTP/1.1
 client, in ``squall/simple_httpclient/_h2.py``.
 """
 

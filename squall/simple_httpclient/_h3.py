@@ -132,12 +132,10 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         QuicConnectionProtocol.__init__(self, quic)
         self.client = client
         self.key = key
-        # A response head is held to the HTTP/2 path's limit (64 KiB, or
-        # max_header_size if larger), refused before it is decoded when it
-        # could be larger; max_header_size itself is checked on the decoded
-        # head, as over HTTP/2 (qh3 fails the whole connection over a head
-        # past the limit given here).
-        limit = max(client.max_header_size or 0, client.http2_limits.max_header_list_size)
+        # A response head is held to max_header_size, else to the HTTP/2
+        # path's limit (64 KiB), refused before it is decoded when it could
+        # be larger (the limit is stated to the server in SETTINGS).
+        limit = client.max_header_size or client.http2_limits.max_header_list_size
         self.h3 = _ClientH3Connection(quic, limit)
         self.streams: dict[int, StreamFetch] = {}
         self.closed = False
@@ -197,11 +195,16 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         fetch = self.streams.get(event.stream_id)
         if fetch is None:
             return
-        # Too large to decode: refused with the HTTP/1.1 client's error for
-        # a head over max_header_size (what a caller of either catches).
-        gen_log.info("Unsatisfiable read, closing connection: Header block too large")
-        gen_log.debug("HTTP/3 response head refused: %s", event.reason)
-        self.abandon(fetch, UnsatisfiableReadError("Header block too large"))
+        if self.client.max_header_size and "header fields" not in event.reason:
+            # Over the caller's max_header_size (not over the count of
+            # fields): the HTTP/1.1 client's error for it (what a caller of
+            # either catches).
+            gen_log.info("Unsatisfiable read, closing connection: Header block too large")
+            self.abandon(fetch, UnsatisfiableReadError("Header block too large"))
+            return
+        # Over the protocol's limit: refused as the HTTP/2 path refuses it.
+        gen_log.warning("Malformed HTTP message from server: %s", event.reason)
+        self.abandon(fetch, HTTPStreamClosedError(f"HTTP/3 response head refused: {event.reason}"))
 
     def _stream_event(self, event: HeadersReceived | DataReceived) -> None:
         sid = event.stream_id

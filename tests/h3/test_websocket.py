@@ -203,7 +203,10 @@ class H3WebSocketTest(H3TestCase):
             assert results[-1].skipped == 1
             sent = sum(result.sent for result in results)
             assert stream.writing_paused()
-            assert stream.get_write_buffer_size() >= sent * len(chunk)
+            # Over the session's high-water mark (256 KiB). (aioquic counts
+            # what is not acknowledged, qh3 what is not yet transmitted: not
+            # the same bytes, both past the mark.)
+            assert stream.get_write_buffer_size() > 256 * 1024
             tail = member.write_message("tail")
             assert not tail.done()
             # The client reads again: the backlog drains, the write's future

@@ -368,7 +368,14 @@ class _H3Protocol(_H3Session):
         except HTTPInputError as exc:
             self.refuse_request(stream, 400, str(exc))
             return
-        lengths = flow.fields_of(headers).get("Content-Length")
+        as_list = flow.fields_of(headers)
+        cookies = as_list.get("Cookie")
+        if cookies is not None and len(cookies) > 1:
+            # RFC 9114 §4.2.1: a client may split its Cookie into several
+            # fields (browsers do, for QPACK); they are one field again, as
+            # over HTTP/2, or HTTPHeaders would join them with commas.
+            cookies[:] = ["; ".join(cookies)]
+        lengths = as_list.get("Content-Length")
         length = -1
         if lengths is not None:
             if len(lengths) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
@@ -383,7 +390,7 @@ class _H3Protocol(_H3Session):
             if protocol == "websocket":
                 flow.present_websocket(headers)
         else:
-            expect = flow.fields_of(headers).get("Expect")
+            expect = as_list.get("Expect")
             if expect is not None and expect[0].lower() == "100-continue":
                 stream.expect_continue = True
         delegate = flow.decompressing(

@@ -106,6 +106,15 @@ class WrappedConnection(Exchange):
         """The connection behind's (see `HTTPConnection.close`)."""
         self._conn.close()
 
+    def send_now(self) -> None:
+        """The connection behind's (see `Exchange.send_now`): what a
+        handler's flush() wrote goes on the wire before it returns, as
+        without the wrapper (a handler that flushes, then closes or blocks,
+        had its client see nothing of it)."""
+        send_now = getattr(self._conn, "send_now", None)
+        if send_now is not None:
+            send_now()
+
     # -- what a protocol adds: the connection behind's own ------------------------
 
     @property

@@ -347,6 +347,39 @@ class H3CookieTest(H3TestCase):
             }
 
 
+class FlushesThenCloses(RequestHandler):
+    async def get(self) -> None:
+        self.write(b"a" * 1000)
+        await self.flush()
+        self.request.connection.close()
+
+
+class AltSvcFlushTest(H3TestCase):
+    """The TCP side of a server with http3: its exchanges are wrapped to add
+    Alt-Svc, and the wrapper kept a flush() from putting the bytes on the
+    wire (HTTP/2's are held for the connection's round)."""
+
+    def get_app(self) -> Application:
+        return Application([("/abort", FlushesThenCloses)])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return {**super().get_httpserver_options(), "http2": True}
+
+    @gen_test
+    async def test_what_a_flush_wrote_reaches_the_client_before_a_close(self) -> None:
+        from squall.h2client import H2AsyncHTTPClient
+        from squall.simple_httpclient import HTTPStreamClosedError
+
+        client = H2AsyncHTTPClient(force_instance=True, defaults={"validate_cert": False})
+        got: list[bytes] = []
+        try:
+            with pytest.raises(HTTPStreamClosedError):
+                await client.fetch(self.get_url("/abort"), streaming_callback=got.append)
+        finally:
+            client.close()
+        assert b"".join(got) == b"a" * 1000
+
+
 class H3ExpectContinueTest(H3TestCase):
     def get_app(self) -> Application:
         return make_app()

@@ -16,11 +16,18 @@ budget, so its own work is bounded by the budget, not by the section.
 
 from __future__ import annotations
 
-__all__ = ["section_cost", "STATIC_ENTRY_MAX", "STATIC_NAME_MAX", "ENTRY_OVERHEAD"]
+__all__ = [
+    "ENTRY_OVERHEAD",
+    "STATIC_ENTRY_MAX",
+    "STATIC_NAME_MAX",
+    "literal_section",
+    "section_cost",
+]
 
+from collections.abc import Iterable
 from typing import Final
 
-from squall._h2._hpack import DecodingError, decode_integer
+from squall._h2._hpack import DecodingError, decode_integer, encode_integer
 
 # RFC 9204 Appendix A: the longest static entry, name and value (76 bytes:
 # content-security-policy's), and the longest name (32).
@@ -117,3 +124,21 @@ def section_cost(data: bytes, table_capacity: int, budget: int) -> tuple[int, in
     except DecodingError:
         return bound, fields, False
     return bound, fields, True
+
+
+def literal_section(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """A field section that refers to no table (RFC 9204 §4.5): the prefix
+    (Required Insert Count 0, Delta Base 0), then each field as a literal
+    field line with a literal name (§4.5.6), not Huffman-coded.
+
+    Any decoder reads it whatever its dynamic table holds, and it needs no
+    encoder state: what is sent when the stack's encoder fails on a section
+    (qh3's panics on some sections with a value of a few KB).
+    """
+    out = bytearray(b"\x00\x00")
+    for name, value in fields:
+        out += encode_integer(len(name), 3, 0x20)
+        out += name
+        out += encode_integer(len(value), 7, 0x00)
+        out += value
+    return bytes(out)

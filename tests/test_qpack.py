@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from squall._qpack import ENTRY_OVERHEAD, STATIC_ENTRY_MAX, STATIC_NAME_MAX, section_cost
+from squall._qpack import (
+    ENTRY_OVERHEAD,
+    STATIC_ENTRY_MAX,
+    STATIC_NAME_MAX,
+    literal_section,
+    section_cost,
+)
 
 pylsqpack = pytest.importorskip("pylsqpack", reason="pylsqpack (aioquic's QPACK) is not installed")
 
@@ -75,3 +81,22 @@ def test_huffman_string_counts_eight_fifths_of_its_length() -> None:
 def test_truncated_sections_are_not_well_formed(section: bytes) -> None:
     _, _, well_formed = section_cost(section, 4096, 1 << 20)
     assert not well_formed
+
+
+@pytest.mark.parametrize("capacity", [0, 4096])
+def test_a_literal_section_decodes_whatever_the_table_holds(capacity: int) -> None:
+    # The fallback for a section the stack's encoder fails on: names and
+    # values of every length class (the 3-bit and 7-bit prefixes overflow at
+    # 7 and 127), pseudo-headers included, any bytes a value may hold.
+    fields = [
+        (b":status", b"200"),
+        (b"x", b""),
+        (b"x-seven", b"y" * 127),
+        (b"x-a-name-longer-than-seven", b"z" * 20_000),
+        (b"content-type", b"text/html; charset=\x85\xff"),
+    ]
+    decoder = pylsqpack.Decoder(capacity, 0)
+    _, headers = decoder.feed_header(0, literal_section(fields))
+    assert headers == fields
+    bound, count, well_formed = section_cost(literal_section(fields), capacity, 1 << 30)
+    assert well_formed and count == len(fields) and bound >= decoded_size(fields)

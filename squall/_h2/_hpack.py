@@ -26,6 +26,7 @@ __all__ = [
     "HeaderListTooLarge",
     "StatelessEncoder",
     "decode_integer",
+    "encode_integer",
     "encoded_field",
     "encoded_status",
     "encoded_string",
@@ -112,7 +113,7 @@ _MEMO_MAX: Final = 4096
 _MEMO_FIELD_MAX: Final = 256
 
 
-def _integer(value: int, prefix_bits: int, first: int) -> bytes:
+def encode_integer(value: int, prefix_bits: int, first: int) -> bytes:
     """RFC 7541 §5.1: ``value`` with an N-bit prefix; ``first`` holds the flag bits."""
     limit = (1 << prefix_bits) - 1
     if value < limit:
@@ -128,17 +129,17 @@ def _integer(value: int, prefix_bits: int, first: int) -> bytes:
 
 def _string(data: bytes) -> bytes:
     """RFC 7541 §5.2: a string literal, not Huffman-coded."""
-    return _integer(len(data), 7, 0x00) + data
+    return encode_integer(len(data), 7, 0x00) + data
 
 
 def _field(name: bytes, value: bytes) -> bytes:
     index = _FULL.get((name, value))
     if index is not None:
-        return _integer(index, 7, 0x80)  # §6.1 indexed field
+        return encode_integer(index, 7, 0x80)  # §6.1 indexed field
     index = _NAMES.get(name)
     if index is not None:
         # §6.2.2 literal without indexing, indexed name
-        return _integer(index, 4, 0x00) + _string(value)
+        return encode_integer(index, 4, 0x00) + _string(value)
     return b"\x00" + _string(name) + _string(value)
 
 
@@ -212,7 +213,7 @@ def literal_name(name: bytes) -> bytes:
         return _FULL_INDEX
     index = _NAMES.get(name)
     if index is not None:
-        return _integer(index, 4, 0x00)  # §6.2.2, indexed name
+        return encode_integer(index, 4, 0x00)  # §6.2.2, indexed name
     return b"\x00" + _string(name)
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from squall._h1 import H1Limits
-from squall._qpack import ENTRY_OVERHEAD, section_cost
+from squall._qpack import ENTRY_OVERHEAD, literal_section, section_cost
 from squall._quicstack import (
     STACK,
     Buffer,
@@ -264,7 +264,17 @@ class GuardedH3Connection(H3Connection):
         # aioquic hands the encoder's instructions to the encoder stream even
         # when there are none (most sections: their fields are in the table
         # already), a QUIC stream write per section for nothing.
-        instructions, section = self._encoder.encode(stream_id, headers)
+        try:
+            instructions, section = self._encoder.encode(stream_id, headers)
+        except BaseException as exc:
+            # qh3's encoder (Rust) fails on sections with a value of a few
+            # KB: an EncoderStreamError, or a panic (pyo3's PanicException,
+            # a BaseException); the response was dropped and its request
+            # hung. A section that refers to no table says the same to any
+            # decoder, and needs nothing of the encoder.
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise
+            return literal_section(headers)
         encoder_stream = self._local_encoder_stream_id
         if instructions and encoder_stream is not None:
             self._encoder_bytes_sent += len(instructions)

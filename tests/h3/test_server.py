@@ -380,6 +380,28 @@ class AltSvcFlushTest(H3TestCase):
         assert b"".join(got) == b"a" * 1000
 
 
+class BigField(RequestHandler):
+    def get(self) -> None:
+        self.set_header("X-Big", "y" * int(self.get_argument("n")))
+        self.write("ok")
+
+
+class H3LargeResponseFieldTest(H3TestCase):
+    def get_app(self) -> Application:
+        return Application([("/big", BigField)])
+
+    @gen_test
+    async def test_a_response_field_of_several_kb_arrives(self) -> None:
+        # qh3's QPACK encoder fails on such sections (an EncoderStreamError
+        # at 5 KB, a panic at 20 KB, and panics for every section after);
+        # the response was dropped and the request hung.
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            for n in (10, 5000, 20000, 10):
+                r = await client.fetch(f"/big?n={n}")
+                assert (r.status, r.body, len(r.headers["x-big"])) == (200, b"ok", n), n
+
+
 class H3ExpectContinueTest(H3TestCase):
     def get_app(self) -> Application:
         return make_app()

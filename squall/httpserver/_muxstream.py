@@ -37,7 +37,7 @@ __all__: list[str] = []  # private to the drivers
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ClassVar, Optional, Protocol
+from typing import Any, ClassVar, Final, Optional, Protocol
 
 from squall._compiled import mypyc_attr
 from squall._h2 import trailer_fields
@@ -62,7 +62,7 @@ from squall.log import app_log, gen_log
 
 # A timeout check for a deadline comes this long after it (seconds): the
 # check is strict, and the loop may run a timer a moment early.
-PAST_DEADLINE = 0.001
+PAST_DEADLINE: Final = 0.001
 
 
 class MuxDriver(Protocol):

@@ -79,6 +79,18 @@ def test_a_socketio_client_polls_upgrades_and_leaves(socketio_on_squall: Any) ->
 
     async def main() -> None:
         sio = _server(socketio, seen)
+        # The polls that reached Engine.IO: a client upgrades only while a
+        # poll of its is waiting there (the test waits for that, rather than
+        # for the poll's request to win a race with the probe).
+        polls_in = asyncio.Queue()
+        handle_request = sio.eio.handle_request
+
+        async def counted(handler: Any) -> Any:
+            if handler.request.method == "GET" and "transport=polling" in handler.request.query:
+                polls_in.put_nowait(None)
+            return await handle_request(handler)
+
+        sio.eio.handle_request = counted
         app = web.Application([(r"/socket.io/", socketio.get_tornado_handler(sio))])
         (sock,) = bind_sockets(0, "127.0.0.1")
         server = HTTPServer(app)
@@ -118,7 +130,10 @@ def test_a_socketio_client_polls_upgrades_and_leaves(socketio_on_squall: Any) ->
             assert reply == [{"echo": {"x": "\u00fc\u00fc"}, "transport": "polling"}]
             # The upgrade: probe, then the switch; the pending poll ends.
             ws = await websocket_connect(f"ws://{base}&transport=websocket&sid={sid}")
+            while not polls_in.empty():
+                polls_in.get_nowait()
             pending = asyncio.ensure_future(poll(sid))
+            await polls_in.get()
             await ws.write_message("2probe")
             assert await ws.read_message() == "3probe"
             await ws.write_message("5")

@@ -25,7 +25,7 @@ from squall.httpserver._flow import ReadFlow, body_limit
 from squall.httpserver._h1exchange import _closed_future
 from squall.httpserver._h2stream import _H2Stream
 from squall.httpserver._h2websocket import _H2Tunnel, drain_tunnels, tunnels
-from squall.httpserver._muxstream import PAST_DEADLINE, StreamSlots, stream_census
+from squall.httpserver._muxstream import StreamSlots, stream_census, sweep_by
 from squall.log import gen_log
 
 if TYPE_CHECKING:
@@ -435,18 +435,9 @@ class _H2Session(asyncio.Protocol):
             self.check_timeouts_by(earliest)
 
     def check_timeouts_by(self, when: float) -> None:
-        """The next `_sweep` comes no later than just after ``when`` (a
-        body's deadline: `body_overdue` is strict) rather than at the usual
-        interval, which is seconds long."""
-        if self._closed:
-            return
-        when += PAST_DEADLINE
-        handle = self._sweep_handle
-        if handle is not None:
-            if handle.when() <= when:
-                return
-            handle.cancel()
-        self._sweep_handle = self._loop.call_at(when, self._sweep)
+        """The next `_sweep` comes no later than just after ``when`` (see `sweep_by`)."""
+        if not self._closed:
+            self._sweep_handle = sweep_by(self._sweep_handle, self._loop, when, self._sweep)
 
     # -- closing the connection ---------------------------------------------------------
 

@@ -46,7 +46,7 @@ from squall.httpserver._h3webtransport import (
     send_datagrams,
     stream_timed_out,
 )
-from squall.httpserver._muxstream import PAST_DEADLINE, StreamSlots, stream_census
+from squall.httpserver._muxstream import StreamSlots, stream_census, sweep_by
 from squall.iostream import StreamClosedError
 from squall.log import gen_log
 
@@ -454,18 +454,9 @@ class _H3Session(QuicConnectionProtocol):
             self.check_timeouts_by(earliest)
 
     def check_timeouts_by(self, when: float) -> None:
-        """The next `_sweep` comes no later than just after ``when`` (a
-        body's deadline: `body_overdue` is strict) rather than at the usual
-        interval, which is seconds long."""
-        if self._gone:
-            return
-        when += PAST_DEADLINE
-        handle = self._sweep_handle
-        if handle is not None:
-            if handle.when() <= when:
-                return
-            handle.cancel()
-        self._sweep_handle = self._loop.call_at(when, self._sweep)
+        """The next `_sweep` comes no later than just after ``when`` (see `sweep_by`)."""
+        if not self._gone:
+            self._sweep_handle = sweep_by(self._sweep_handle, self._loop, when, self._sweep)
 
     # -- closing ------------------------------------------------------------------------
 

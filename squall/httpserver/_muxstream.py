@@ -65,6 +65,24 @@ from squall.log import app_log, gen_log
 PAST_DEADLINE: Final = 0.001
 
 
+def sweep_by(
+    handle: Optional[asyncio.TimerHandle],
+    loop: asyncio.AbstractEventLoop,
+    when: float,
+    sweep: Callable[[], None],
+) -> asyncio.TimerHandle:
+    """A connection's next look at its streams' timeouts (``sweep``), no
+    later than just after ``when`` (a body's deadline: `body_overdue` is
+    strict): ``handle`` (the one scheduled, at the usual interval, seconds
+    long) if it comes in time, else a new one in its place."""
+    when += PAST_DEADLINE
+    if handle is not None:
+        if handle.when() <= when:
+            return handle
+        handle.cancel()
+    return loop.call_at(when, sweep)
+
+
 class MuxDriver(Protocol):
     """What a multiplexed stream asks of its connection's driver (HTTP/2's
     `_H2Protocol`, HTTP/3's `_H3Protocol`): the parts that are the protocol's."""

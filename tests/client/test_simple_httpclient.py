@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 from unittest import mock
@@ -29,7 +30,7 @@ from squall.simple_httpclient import (
 )
 from squall.testing import AsyncTestCase, ExpectLog, bind_unused_port, gen_test
 from tests._paths import CERTS
-from tests._wait import HANG_GUARD
+from tests._wait import HANG_GUARD, until
 from tests.client._server import Handler, MiniServer, Reply
 
 
@@ -505,7 +506,7 @@ class TimeoutTest(ClientTestCase):
         self.assertEqual(len(stuck), 1)
         self.assertTrue(stuck[0].cancelled())
 
-    @gen_test(timeout=HANG_GUARD)
+    @gen_test(timeout=3 * HANG_GUARD)  # (on the clock the test moves on)
     async def test_connect_timeout_calls_off_every_attempt_of_the_race(self) -> None:
         loop = asyncio.get_running_loop()
         stuck: list[asyncio.Future[None]] = []
@@ -522,11 +523,21 @@ class TimeoutTest(ClientTestCase):
                 ]
 
         client = SimpleAsyncHTTPClient(force_instance=True, resolver=DualStack())
+        clock = ShiftedClock()
         try:
-            with mock.patch.object(loop, "sock_connect", sock_connect):
+            with (
+                mock.patch.object(loop, "sock_connect", sock_connect),
+                mock.patch("time.monotonic", clock),
+            ):
+                fetch = asyncio.ensure_future(
+                    client.fetch("http://dual.test/", connect_timeout=HANG_GUARD)
+                )
+                await until(lambda: len(stuck) == 1)
+                clock.offset += 1.0  # past the moment the second family starts (0.3 s)
+                await until(lambda: len(stuck) == 2)
+                clock.offset += HANG_GUARD
                 with self.assertRaises(HTTPTimeoutError) as cm:
-                    # Past the moment the second family starts (0.3 s).
-                    await client.fetch("http://dual.test/", connect_timeout=0.5)
+                    await fetch
         finally:
             client.close()
         # The addresses still being tried, as Tornado's TCPClient names them.
@@ -539,6 +550,19 @@ class TimeoutTest(ClientTestCase):
         server = await self.serve(hello)
         response = await self.fetch(server.url(), connect_timeout=0, request_timeout=0)
         self.assertEqual(response.code, 200)
+
+
+class ShiftedClock:
+    """``time.monotonic`` moved on by the test: the loop's clock and the
+    client's deadlines read it alike, so a timeout far longer than any stall
+    of a busy machine is stepped past instead of waited for."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.real = time.monotonic
+
+    def __call__(self) -> float:
+        return self.real() + self.offset
 
 
 class AuthTest(ClientTestCase):
@@ -950,13 +974,16 @@ class TLSTest(ClientTestCase):
             with self.assertRaises(ssl.SSLError):
                 await self.fetch(server.url("/", "https"))
 
-    @gen_test
+    @gen_test(timeout=3 * HANG_GUARD)  # (on the clock the test moves on)
     async def test_tls_handshake_timeout_names_the_address_connected_to(self) -> None:
         # As Tornado's client says it (through TCPClient): the address the
         # socket is connected to, not the URL's host name.
         done = asyncio.Event()
+        hello = asyncio.Event()
 
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1)  # the client's TLS hello: never answered
+            hello.set()
             await reader.read()
             writer.close()
             await writer.wait_closed()
@@ -967,11 +994,18 @@ class TLSTest(ClientTestCase):
         client = SimpleAsyncHTTPClient(
             force_instance=True, hostname_mapping={"tls.test": "127.0.0.1"}
         )
+        clock = ShiftedClock()
         try:
-            with self.assertRaises(HTTPTimeoutError) as cm:
-                await client.fetch(
-                    f"https://tls.test:{port}/", connect_timeout=0.1, validate_cert=False
+            with mock.patch("time.monotonic", clock):
+                fetch = asyncio.ensure_future(
+                    client.fetch(
+                        f"https://tls.test:{port}/", connect_timeout=HANG_GUARD, validate_cert=False
+                    )
                 )
+                await asyncio.wait_for(hello.wait(), HANG_GUARD)  # in the handshake
+                clock.offset += HANG_GUARD + 1
+                with self.assertRaises(HTTPTimeoutError) as cm:
+                    await fetch
         finally:
             client.close()
         self.assertEqual(str(cm.exception), f"Timeout during TLS handshake with 127.0.0.1:{port}")

@@ -1011,22 +1011,3 @@ class TLSTest(ClientTestCase):
         self.assertEqual(str(cm.exception), f"Timeout during TLS handshake with 127.0.0.1:{port}")
         await asyncio.wait_for(done.wait(), HANG_GUARD)
         srv.close()
-
-    @gen_test
-    async def test_tls_handshake_timeout(self) -> None:
-        done = asyncio.Event()
-
-        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            # Returns only once the client closed its socket.
-            await reader.read()
-            writer.close()
-            await writer.wait_closed()
-            done.set()
-
-        srv = await asyncio.start_server(silent, "127.0.0.1", 0)
-        port = srv.sockets[0].getsockname()[1]
-        with self.assertRaises(HTTPTimeoutError) as cm:
-            await self.fetch(f"https://127.0.0.1:{port}/", connect_timeout=0.1, validate_cert=False)
-        self.assertEqual(str(cm.exception), f"Timeout during TLS handshake with 127.0.0.1:{port}")
-        await asyncio.wait_for(done.wait(), HANG_GUARD)
-        srv.close()

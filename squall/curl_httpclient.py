@@ -37,7 +37,8 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
 
 from squall import gen, util
 from squall.httpclient import AsyncHTTPClient, HTTPError, HTTPRequest, HTTPResponse
-from squall.httputil import HTTPHeaders
+from squall.httputil import HTTPHeaders, HTTPInputError
+from squall.httputil._headers import check_fields
 from squall.ioloop import IOLoop, PeriodicCallback
 from squall.log import app_log, gen_log
 from squall.simple_httpclient._policy import (
@@ -87,6 +88,7 @@ class _Transfer:
         "status",
         "follows",
         "superseded",
+        "malformed",
     )
 
     def __init__(
@@ -111,6 +113,9 @@ class _Transfer:
         self.follows = False
         # The response being read is such a redirect: its body is nobody's.
         self.superseded = False
+        # Why a line of the response's head was refused (the transfer then
+        # stops there).
+        self.malformed: Optional[str] = None
 
     def head_done(self) -> None:
         """The head of a response is complete: is it a redirect we follow?"""
@@ -367,18 +372,46 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
         transfer = self._transfers.pop(curl)
         self._multi.remove_handle(curl)
         self._free_list.append(curl)
+        try:
+            self._conclude(curl, transfer, curl_error, curl_message)
+        except Exception as exc:
+            # A fault of ours still ends the fetch: nothing else would.
+            app_log.error("Exception finishing %s", transfer.request.url, exc_info=True)
+            curl.reset()
+            request = transfer.request
+            response = HTTPResponse(
+                request=getattr(request, "original_request", None) or request,
+                code=599,
+                error=exc,
+                request_time=time.monotonic() - transfer.start,
+                start_time=request.start_time,
+            )
+            try:
+                transfer.callback(response)
+            except Exception:
+                app_log.error("Exception in callback %r", transfer.callback, exc_info=True)
+
+    def _conclude(
+        self, curl: Any, transfer: _Transfer, curl_error: Optional[int], curl_message: str
+    ) -> None:
+        """Make ``transfer``'s response (or follow its redirect) and hand it over."""
         request = transfer.request
         stream = transfer.stream
         too_large = transfer.too_large or (stream is not None and stream.body_too_large)
         if stream is not None:
             # What libcurl wrote before the end reaches the callback first.
             stream.flush()
-        header_pairs = transfer.headers
-        headers = HTTPHeaders()
-        for name, value in header_pairs:
-            headers.add(name, value)
+        # Each field was checked as it came (_header_line).
+        headers = HTTPHeaders._from_pairs(transfer.headers)
         error: Optional[BaseException] = None
-        if too_large:
+        if transfer.superseded and curl_error == pycurl.E_BAD_CONTENT_ENCODING:
+            # The body of a redirect we follow is nobody's: libcurl, which
+            # Tornado's curl client leaves redirects to, does not decode it.
+            curl_error = None
+        if transfer.malformed is not None:
+            error = CurlError(pycurl.E_WRITE_ERROR, f"Malformed HTTP message: {transfer.malformed}")
+            code = 599
+        elif too_large:
             coded = "Content-Encoding" in headers
             length = headers.get("Content-Length")
             if coded:
@@ -389,8 +422,10 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
                 why = "body too long"
             if self._log_refusals:
                 gen_log.info("Refused the response from %s: %s", request.url, why)
+            # Tornado's words first.
             error = CurlError(
-                pycurl.E_WRITE_ERROR, f"{why}: over max_body_size ({self.max_body_size} bytes)"
+                pycurl.E_WRITE_ERROR,
+                f"body exceeded max_body_size of {self.max_body_size} bytes ({why})",
             )
             code = 599
         elif curl_error is not None:
@@ -465,8 +500,15 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
 
     # -- one request ------------------------------------------------------------
 
-    def _header_line(self, transfer: _Transfer, raw: bytes) -> None:
-        """libcurl's HEADERFUNCTION: one raw line of a response head."""
+    def _header_line(self, transfer: _Transfer, raw: bytes) -> Optional[int]:
+        """libcurl's HEADERFUNCTION: one raw line of a response head.
+
+        A field line the simple client would refuse (a name that is not a
+        token, a control character in the value, a continuation with no
+        field before it, a status line that does not start with ``HTTP/``)
+        stops the transfer: returning 0 makes libcurl fail it, and `_finish`
+        says why.
+        """
         line = raw.decode("latin-1")
         callback = transfer.request.header_callback
         if callback is not None:
@@ -478,15 +520,32 @@ class CurlAsyncHTTPClient(AsyncHTTPClient):
             parts = line.split(" ", 2)
             transfer.reason = parts[2] if len(parts) > 2 else ""
             transfer.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        elif not line:
+            return None
+        if not line:
             transfer.head_done()
-        elif line[0] in " \t" and transfer.headers:
+            return None
+        fields = transfer.headers
+        folded = line[0] in " \t"
+        if folded:
             # obs-fold (RFC 9112 §5.2): a continuation of the previous field.
-            name, value = transfer.headers[-1]
-            transfer.headers[-1] = (name, f"{value} {line.strip()}")
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            transfer.headers.append((name.strip(), value.strip()))
+            if not fields:
+                return _refuse(transfer, f"continuation line with no field before it: {line!r}")
+            name, value = fields[-1]
+            value = " ".join(part for part in (value, line.strip(" \t")) if part)
+        else:
+            name, colon, value = line.partition(":")
+            if not colon:
+                return _refuse(transfer, f"no colon in header line: {line!r}")
+            value = value.strip(" \t")
+        try:
+            check_fields([(name, value)])
+        except HTTPInputError as exc:
+            return _refuse(transfer, str(exc))
+        if folded:
+            fields[-1] = (name, value)
+        else:
+            fields.append((name, value))
+        return None
 
     def _write(self, transfer: _Transfer, chunk: bytes) -> int:
         """libcurl's WRITEFUNCTION without a streaming_callback: keep, up to max_body_size."""
@@ -681,6 +740,13 @@ def _set_auth(
     # RFC 7617 §2.1: UTF-8, in Normalization Form C.
     curl.setopt(user_option, _utf8_nfc(username))
     curl.setopt(password_option, _utf8_nfc(password or ""))
+
+
+def _refuse(transfer: _Transfer, why: str) -> int:
+    # A response head we will not read on: libcurl fails the transfer when
+    # its header function takes fewer bytes than it was given.
+    transfer.malformed = why
+    return 0
 
 
 def _latin1(text: str) -> bytes:

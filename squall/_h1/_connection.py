@@ -586,8 +586,10 @@ class H1Connection(_Sender):
             self._switching = True
             framing = 0
         elif status == 204:
-            # RFC 9112 §6.3 rule 1: no body.
-            if framing > 0:
+            # RFC 9112 §6.3 rule 1: no body. A length or a chunked coding says
+            # the server meant to send one anyway (the bytes would be taken
+            # for the next response): refused, as Tornado refuses both.
+            if framing > 0 or framing == CHUNKED:
                 raise bad("Response with code 204 should not have body")
             framing = 0
         if framing == UNTIL_CLOSE or not wants_keep_alive(version, conn):

@@ -190,8 +190,14 @@ class SimpleAsyncHTTPClient(AsyncHTTPClient):
         # One timer for every request deadline; each fetch keeps its own.
         self.deadlines = _Deadlines(self.loop, self.active)
         self.plans = _PlanCache(self.defaults)
+        head_size = 64 * 1024 if max_header_size is None else max_header_size
         self.limits = H1Limits(
-            max_header_size=64 * 1024 if max_header_size is None else max_header_size,
+            max_header_size=head_size,
+            # No count of its own: a response's fields are bounded by the
+            # head's size alone, as on Tornado (a field line takes 3 bytes
+            # at least), where the server's default (256) would refuse a
+            # response with many Set-Cookie fields.
+            max_header_count=head_size // 3 + 1,
             max_body_size=max_buffer_size if max_body_size is None else max_body_size,
         )
         # IOLoop.close(all_fds=True) closes our connections (_close_fds).

@@ -418,6 +418,10 @@ class _Attempt:
         # socket reusing the number lose its registration.
         if task.cancelled() or task.exception() is not None:
             self.sock.close()
+        # The task's result is this attempt: without the task, no cycle
+        # keeps either for the collector (a connection's garbage is freed
+        # by reference counting, as on Tornado).
+        self.task = None
 
     def close(self) -> None:
         task = self.task

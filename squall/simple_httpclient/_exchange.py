@@ -363,9 +363,14 @@ class Exchange:
                         except ContentCodingError as exc:
                             raise _malformed(str(exc)) from None
                 elif type(event) is InformationalResponse:
-                    if event.status == 100 and self.body_pending:
-                        self.body_pending = False
-                        self._send_body()
+                    if event.status == 100 and self.spec.expect_continue:
+                        if self.body_pending:
+                            self.body_pending = False
+                            self._send_body()
+                    elif self.spec.header_callback is not None:
+                        # An interim head (103 Early Hints...) reaches the
+                        # callback too, as on Tornado (and libcurl).
+                        self._give_head(event, HTTPHeaders._from_pairs(event.headers))
                 elif type(event) is ConnectionClosed:
                     error = self.conn.error
                     if error is None:
@@ -413,21 +418,27 @@ class Exchange:
                 return
         if spec.decompress and field_value(event.headers, "content-encoding") is not None:
             self.decompressor = take_decoder(self._headers_of(event))
+        if spec.header_callback is not None:
+            self._give_head(event, self._headers_of(event))
+
+    def _give_head(
+        self, event: Union[Response, InformationalResponse], headers: HTTPHeaders
+    ) -> None:
+        # The lines are those of the response's headers, as Tornado gives
+        # them: names normalized, a repeated field's lines together,
+        # Content-Encoding renamed once the client decodes it.
+        spec = self.spec
         callback = spec.header_callback
-        if callback is not None:
-            # The lines are those of the response's headers, as Tornado
-            # gives them: names normalized, a repeated field's lines
-            # together, Content-Encoding renamed once the client decodes it.
-            headers = self._headers_of(event)
-            try:
-                results = [callback(f"{event.version} {event.status} {event.reason}\r\n")]
-                results += [callback(f"{name}: {value}\r\n") for name, value in headers.get_all()]
-                results.append(callback("\r\n"))
-            except Exception as exc:
-                raise _callback_failed("header_callback", spec, exc) from exc
-            pending = [r for r in results if r is not None and inspect.isawaitable(r)]
-            if pending:
-                self._wait(asyncio.gather(*pending), "header_callback")
+        assert callback is not None
+        try:
+            results = [callback(f"{event.version} {event.status} {event.reason}\r\n")]
+            results += [callback(f"{name}: {value}\r\n") for name, value in headers.get_all()]
+            results.append(callback("\r\n"))
+        except Exception as exc:
+            raise _callback_failed("header_callback", spec, exc) from exc
+        pending = [r for r in results if r is not None and inspect.isawaitable(r)]
+        if pending:
+            self._wait(asyncio.gather(*pending), "header_callback")
 
     def _headers_of(self, event: Response) -> HTTPHeaders:
         # Built only when the exchange needs them (see the class docstring).

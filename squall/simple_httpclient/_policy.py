@@ -44,6 +44,7 @@ __all__ = [
     "default_user_agent",
     "check_method_body",
     "follows_redirects",
+    "location_reference",
     "options",
     "origin",
     "redirected",
@@ -162,6 +163,32 @@ def ascii_url(url: str) -> str:
             ascii_target(parts.fragment),
         )
     )
+
+
+def location_reference(value: str) -> str:
+    """A ``Location`` field's value made a URI reference, as libcurl (which
+    Tornado's curl client follows redirects with) and browsers make it.
+
+    Each space, and each character beyond ASCII, is percent-encoded: a
+    field's characters are its bytes (decoded as latin-1), so a UTF-8
+    ``café`` becomes ``caf%C3%A9``. Tornado's simple client wrote the space
+    into the request line (a 400 from most servers, a ValueError here) and
+    the bytes encoded a second time as UTF-8.
+    """
+    if value.isascii() and " " not in value:
+        return value
+    out = []
+    for char in value:
+        if char == " ":
+            out.append("%20")
+        elif char.isascii():
+            out.append(char)
+        elif ord(char) < 256:
+            out.append(f"%{ord(char):02X}")
+        else:
+            # Not from an HTTP/1.1 field; as a URL's text, then.
+            out.append(urllib.parse.quote(char, safe=""))
+    return "".join(out)
 
 
 def origin(url: str) -> tuple[str, str, Optional[int]]:
@@ -337,7 +364,7 @@ def redirected(
     method: str = req.method
     base = req.request if isinstance(req, _RequestProxy) else req
     new = copy.copy(base)
-    new.url = urllib.parse.urljoin(url, location)
+    new.url = urllib.parse.urljoin(url, location_reference(location))
     new.max_redirects = (req.max_redirects or 0) - 1
     headers = new.headers = HTTPHeaders(new.headers)
     # The caller's Host named the first URL's server, not this one's.

@@ -20,9 +20,12 @@ import squall.compat
 from squall import gen
 from squall.escape import json_decode, json_encode
 from squall.httpclient import AsyncHTTPClient, HTTPClientError
+from squall.httputil import HTTPHeaders
 from squall.locks import Event
-from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, ExpectLog, gen_test
+from squall.testing import AsyncHTTPSTestCase, AsyncHTTPTestCase, AsyncTestCase, ExpectLog, gen_test
 from squall.web import Application, RequestHandler
+from tests._wait import HANG_GUARD
+from tests.client._server import MiniServer, Reply
 
 pycurl = pytest.importorskip("pycurl", reason="pycurl not installed (pip install squall[curl])")
 
@@ -280,7 +283,9 @@ class CurlTest(AsyncHTTPTestCase):
                         lambda kwargs=kwargs: client.fetch(self.get_url("/big"), **kwargs)
                     )
                 assert info.value.code == 599
-                assert "Content-Length too long: over max_body_size (1000 bytes)" in str(info.value)
+                assert "body exceeded max_body_size of 1000 bytes (Content-Length too long)" in str(
+                    info.value
+                )
             # The handle is reusable after a refusal.
             ok = self.io_loop.run_sync(lambda: client.fetch(self.get_url("/auth")))
             assert ok.body == b"none"
@@ -500,3 +505,103 @@ def test_tornado_name_maps_here() -> None:
         assert module.CurlAsyncHTTPClient is CurlAsyncHTTPClient
     finally:
         squall.compat.uninstall()
+
+
+class SloppyServerTest(AsyncTestCase):
+    """Responses a sloppy or hostile server writes, answered as raw bytes."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.client = CurlAsyncHTTPClient(force_instance=True)
+        self.servers: list[MiniServer] = []
+
+    def tearDown(self) -> None:
+        self.client.close()
+        for server in self.servers:
+            self.io_loop.run_sync(server.stop)
+        super().tearDown()
+
+    async def serve(self, handler: Any) -> MiniServer:
+        server = await MiniServer(handler).start()
+        self.servers.append(server)
+        return server
+
+    @gen_test(timeout=HANG_GUARD)
+    async def test_malformed_field_lines_fail_the_fetch(self) -> None:
+        # libcurl passes these lines on; a field HTTPHeaders refuses made the
+        # fetch wait forever (its error escaped from the IOLoop's handler),
+        # and the others were taken where the simple client refuses them.
+        heads = {
+            b"X-A: a\x01b\r\n": "Invalid header value 'a\\x01b'",
+            b": b\r\n": "Invalid header name ''",
+            b"X-A : b\r\n": "Invalid header name 'X-A '",
+            b" X-Fold: a\r\n": "continuation line with no field before it",
+        }
+        for line, why in heads.items():
+            raw = b"HTTP/1.1 200 OK\r\n" + line + b"Content-Length: 2\r\n\r\nok"
+            server = await self.serve(lambda r, b, raw=raw: Reply(raw=raw, close=True))
+            with pytest.raises(CurlError) as info:
+                await self.client.fetch(server.url())
+            assert (info.value.code, info.value.errno) == (599, pycurl.E_WRITE_ERROR)
+            assert f"Malformed HTTP message: {why}" in str(info.value)
+        # The handles are reusable.
+        server = await self.serve(lambda r, b: Reply(body=b"fine"))
+        assert (await self.client.fetch(server.url())).body == b"fine"
+
+    @gen_test(timeout=HANG_GUARD)
+    async def test_redirect_body_is_not_decoded(self) -> None:
+        # libcurl (Tornado's curl client leaves redirects to it) drops the
+        # body of a redirect it follows; decoding it failed the fetch.
+        def handler(request: Any, body: bytes) -> Reply:
+            if request.target == "/start":
+                return Reply(302, [("Location", "/end"), ("Content-Encoding", "gzip")], b"not gzip")
+            return Reply(body=b"end")
+
+        server = await self.serve(handler)
+        response = await self.client.fetch(server.url("/start"))
+        assert response.body == b"end"
+        assert response.effective_url == server.url("/end")
+        # Not followed, the same body is the response's, and fails to decode.
+        with pytest.raises(CurlError) as info:
+            await self.client.fetch(server.url("/start"), follow_redirects=False)
+        assert info.value.errno == pycurl.E_BAD_CONTENT_ENCODING
+
+    @gen_test(timeout=HANG_GUARD)
+    async def test_max_body_size_message_starts_as_tornado_s(self) -> None:
+        client = CurlAsyncHTTPClient(force_instance=True, max_body_size=10)
+        try:
+            server = await self.serve(lambda r, b: Reply(body=b"x" * 100))
+            with pytest.raises(CurlError) as info:
+                await client.fetch(server.url())
+            assert str(info.value) == (
+                "HTTP 599: body exceeded max_body_size of 10 bytes (Content-Length too long)"
+            )
+        finally:
+            client.close()
+
+    @gen_test(timeout=HANG_GUARD)
+    async def test_a_fault_while_finishing_still_ends_the_fetch(self) -> None:
+        server = await self.serve(lambda r, b: Reply(body=b"ok"))
+        with (
+            mock.patch.object(HTTPHeaders, "_from_pairs", side_effect=RuntimeError("boom")),
+            ExpectLog("squall.application", "Exception finishing"),
+            pytest.raises(RuntimeError, match="boom"),
+        ):
+            await self.client.fetch(server.url())
+        assert (await self.client.fetch(server.url())).body == b"ok"
+
+    @gen_test(timeout=HANG_GUARD)
+    async def test_location_with_a_space_and_utf8(self) -> None:
+        # As libcurl follows it ("URL rejected: Bad path" before, and the
+        # UTF-8 bytes encoded twice).
+        raw = "HTTP/1.1 302 Found\r\nLocation: /to/a b/caf\u00e9\r\nContent-Length: 0\r\n\r\n"
+
+        def handler(request: Any, body: bytes) -> Reply:
+            if request.target == "/from":
+                return Reply(raw=raw.encode("utf-8"))
+            return Reply(body=request.target.encode())
+
+        server = await self.serve(handler)
+        response = await self.client.fetch(server.url("/from"))
+        assert response.body == b"/to/a%20b/caf%C3%A9"
+        assert response.effective_url == server.url("/to/a%20b/caf%C3%A9")

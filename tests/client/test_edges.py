@@ -115,6 +115,53 @@ class CallbackTest(ClientTestCase):
         self.assertEqual(response.body, b"abc")
 
     @gen_test
+    async def test_interim_heads_reach_header_callback(self) -> None:
+        # As on Tornado (and libcurl): each 1xx head's lines, then the final one's.
+        raw = (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 102 Processing\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        )
+        server = await self.serve(lambda r, b: Reply(raw=raw))
+        lines: list[str] = []
+
+        async def on_line(line: str) -> None:
+            await asyncio.sleep(0)
+            lines.append(line)
+
+        response = await self.fetch(server.url(), header_callback=on_line)
+        self.assertEqual(response.body, b"ok")
+        self.assertEqual(
+            lines,
+            [
+                "HTTP/1.1 103 Early Hints\r\n",
+                "Link: </s.css>; rel=preload\r\n",
+                "\r\n",
+                "HTTP/1.1 102 Processing\r\n",
+                "\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "Content-Length: 2\r\n",
+                "\r\n",
+            ],
+        )
+
+    @gen_test
+    async def test_100_continue_asked_for_is_not_a_head_for_header_callback(self) -> None:
+        # Tornado's client takes it as the go-ahead for the body only.
+        server = await self.serve(lambda r, b: Reply(200, body=b))
+        lines: list[str] = []
+        response = await self.fetch(
+            server.url(),
+            method="PUT",
+            body=b"abc",
+            expect_100_continue=True,
+            header_callback=lines.append,
+        )
+        self.assertEqual(response.body, b"abc")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK\r\n")
+        self.assertNotIn("HTTP/1.1 100 Continue\r\n", lines)
+
+    @gen_test
     async def test_awaitable_header_callback_and_gzip_streaming(self) -> None:
         payload = b"0123456789" * 20000
         server = await self.serve(

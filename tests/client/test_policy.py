@@ -92,6 +92,24 @@ def test_same_origin_keeps_credentials_and_host_is_recomputed() -> None:
     assert "Host" not in new.headers
 
 
+@pytest.mark.parametrize(
+    ("location", "url"),
+    [
+        ("/a b?q=c d#e f", "http://a.example/a%20b?q=c%20d#e%20f"),
+        # A field's characters are its bytes: UTF-8 and latin-1 alike.
+        ("/caf\xc3\xa9", "http://a.example/caf%C3%A9"),
+        ("http://b.example/caf\xe9", "http://b.example/caf%E9"),
+        ("/caf%C3%A9", "http://a.example/caf%C3%A9"),
+        ('/"<>^`{|}', 'http://a.example/"<>^`{|}'),
+        ("other", "http://a.example/other"),
+    ],
+)
+def test_location_is_made_a_uri_reference(location: str, url: str) -> None:
+    # As libcurl follows it (Tornado's curl client); a space was a
+    # ValueError, and UTF-8 was encoded twice.
+    assert follow(302, location).url == url
+
+
 def test_default_fields() -> None:
     request = HTTPRequest(
         "http://u:p%40@a.example:8080/p?q", method="POST", body=b"xy", headers={"Host": "h"}

@@ -75,6 +75,15 @@ def test_204_with_content_length_is_an_error(parser: str) -> None:
         drain(conn)
 
 
+def test_204_with_chunked_coding_is_an_error(parser: str) -> None:
+    # As with a length: the chunks that follow would be read as the next
+    # response (Tornado refuses both).
+    conn = get(parser)
+    conn.receive_data(b"HTTP/1.1 204 No content\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    with pytest.raises(RemoteProtocolError, match="Response with code 204 should not have body"):
+        drain(conn)
+
+
 def test_informational_responses(parser: str) -> None:
     conn = client(parser)
     conn.send_request_head("POST", "/", [("Content-Length", "2"), ("Expect", "100-continue")])

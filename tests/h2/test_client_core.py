@@ -185,6 +185,13 @@ def head_block(fields: list[tuple[str, str]], sid: int, flags: tuple[str, ...]) 
         [(":status", "200"), ("connection", "close")],
         [(":status", "200"), (":path", "/")],
         [("x-a", "1"), (":status", "200")],
+        # RFC 9110 §5.5: no control character but HTAB in a value (as the
+        # HTTP/1.1 client refuses it), nor whitespace at its ends.
+        [(":status", "200"), ("x-a", "a\x01b")],
+        [(":status", "200"), ("x-a", "a\x7fb")],
+        [(":status", "200"), ("x-a", "a\rb")],
+        [(":status", "200"), ("x-a", "a\x00b")],
+        [(":status", "200"), ("x-a", " a")],
     ],
 )
 def test_malformed_response_is_a_stream_error(fields: list[tuple[str, str]]) -> None:

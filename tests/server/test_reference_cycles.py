@@ -150,3 +150,39 @@ def test_a_request_served_on_its_own_loop_leaves_no_cycle(
     status = b"HTTP/2 200" if protocol == "h2" else b"HTTP/1.1 200 OK"
     assert received.startswith(status + b"\r\n") and received.endswith(b"\r\n\r\nok\n")
     assert left == []
+
+
+async def _fetch_with_the_client(app: web.Application) -> bytes:
+    from squall.simple_httpclient import SimpleAsyncHTTPClient
+
+    server = HTTPServer(app)
+    listener, port = bind_unused_port()
+    server.add_sockets([listener])
+    client = SimpleAsyncHTTPClient(force_instance=True)
+    try:
+        response = await client.fetch(f"http://127.0.0.1:{port}/")
+    finally:
+        client.close()
+        server.stop()
+        await server.close_all_connections()
+    return response.body
+
+
+def test_a_fetch_of_the_http_client_leaves_no_cycle() -> None:
+    # The client's side of the same rule: its connection attempt (a task
+    # whose result is the attempt) once kept a cycle per connection.
+    app = web.Application([("/", SyncHandler)])
+    asyncio.run(_fetch_with_the_client(app))
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        body = asyncio.run(_fetch_with_the_client(app))
+        gc.collect()
+        left = [thing for thing in gc.garbage if _ours(thing)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert body == b"ok\n"
+    assert left == []

@@ -84,6 +84,7 @@ __all__ = [
     "ConnectionTerminated",
     "DataReceived",
     "DatagramReceived",
+    "FieldSectionTooLarge",
     "FrameType",
     "H3Connection",
     "H3Error",
@@ -95,6 +96,7 @@ __all__ = [
     "Headers",
     "HeadersReceived",
     "HeadersState",
+    "MessageError",
     "ProtocolError",
     "ProtocolNegotiated",
     "QpackDecompressionFailed",
@@ -121,6 +123,7 @@ __all__ = [
     "retry_packet",
     "send_backlog",
     "send_h3_datagram",
+    "send_stopped",
     "set_stream_credit",
 ]
 
@@ -172,6 +175,7 @@ if TYPE_CHECKING or STACK == "aioquic":
         H3Connection,
         H3Stream,
         HeadersState,
+        MessageError,
         ProtocolError,
         QpackDecompressionFailed,
         Setting,
@@ -218,6 +222,7 @@ else:
         H3Connection,
         H3Stream,
         HeadersState,
+        MessageError,
         ProtocolError,
         QpackDecompressionFailed,
         Setting,
@@ -265,6 +270,20 @@ else:
 
     class TransmitError(Exception):  # type: ignore[no-redef]
         """(aioquic raises none: never raised.)"""
+
+
+if _QH3:
+    #: What a stack raises on a HEADERS frame whose length is over what it
+    #: reads (qh3 2.1: four times its field section limit, checked as the
+    #: length is read, a connection error; squall._h3conn refuses the
+    #: stream instead).
+    FieldSectionTooLarge: type[Exception] = importlib.import_module(
+        "qh3.h3.connection"
+    ).FieldSectionTooLarge
+else:
+
+    class FieldSectionTooLarge(Exception):  # type: ignore[no-redef]
+        """(aioquic reads a frame's length without a limit: never raised.)"""
 
 
 class Header(NamedTuple):
@@ -393,6 +412,25 @@ def send_backlog(quic: QuicConnection, stream_id: int) -> int:
         return quic.get_send_buffer_size(stream_id)  # type: ignore[attr-defined,no-any-return]
     stream = _aioquic_streams(quic).get(stream_id)
     return len(stream.sender._buffer) if stream is not None else 0
+
+
+def send_stopped(quic: QuicConnection, stream_id: int) -> bool:
+    """Whether the stack takes nothing more on ``stream_id``'s sending part:
+    it was reset, or the stream is over both ways. A client's STOP_SENDING
+    resets it as the frame is read, before the stack reports it: a write
+    between the two raises.
+
+    aioquic: the stream's sender holds a reset code, or the stream is
+    discarded. qh3: its core says it cannot send on the stream.
+    """
+    if _QH3:
+        qh3_quic: Any = quic
+        return not qh3_quic._stream_can_send(stream_id)
+    stream = _aioquic_streams(quic).get(stream_id)
+    if stream is None:
+        discarded: bool = quic._stream_is_discarded(stream_id)
+        return discarded
+    return stream.sender._reset_error_code is not None
 
 
 def _aioquic_streams(quic: QuicConnection) -> dict[int, Any]:

@@ -14,9 +14,9 @@ bounds (server and client use it alike).
   longer than `CONTROL_FRAME_MAX`, or a PUSH_PROMISE over the limit, is a
   connection error (H3_EXCESSIVE_LOAD). On qh3, which reads a HEADERS
   frame whole before handing it over, a frame up to ``decode_budget``
-  bytes is read and then refused (431), a longer one closes the
-  connection (H3_EXCESSIVE_LOAD) as its length is read; a control frame
-  is checked by its length as soon as that is read.
+  bytes is read and then refused (431), a longer one is refused as its
+  length is read and what follows on its stream dropped as it arrives;
+  a control frame is checked by its length as soon as that is read.
 - A section whose decoded size could pass ``decode_budget`` (four times
   the limit), or with more field lines than allowed, is refused before
   the decoder sees it: ls-qpack decodes a section in one call that cannot
@@ -42,6 +42,7 @@ from squall._quicstack import (
     Buffer,
     BufferReadError,
     DataReceived,
+    FieldSectionTooLarge,
     FrameType,
     H3Connection,
     H3Error,
@@ -85,10 +86,13 @@ _SKIPPED = 0x21
 
 @dataclass
 class HeadersRefused(H3Event):
-    """A field section refused unread (or read and found over the limit)."""
+    """A field section refused unread (or read and found over the limit);
+    ``malformed``: one that breaks HTTP/3's rules (RFC 9114 section 4.1.2),
+    refused as its stream's error."""
 
     stream_id: int
     reason: str
+    malformed: bool = False
 
 
 class _ExcessiveLoad(ProtocolError):
@@ -161,7 +165,8 @@ class GuardedH3Connection(H3Connection):
         self._blocked_streams = QPACK_BLOCKED_STREAMS
         if _QH3:
             # qh3 reads a HEADERS frame whole before decoding it, up to
-            # this many bytes (past it, a connection error: H3_EXCESSIVE_LOAD).
+            # this many bytes (past it, its connection error, made the
+            # stream's refusal by `_receive_request_or_push_data`).
             self._max_field_section_size = self.max_field_section
             self._max_encoded_field_section_size = self.decode_budget
         self._decoder = qpack_decoder(QPACK_TABLE_CAPACITY, QPACK_BLOCKED_STREAMS)
@@ -205,6 +210,38 @@ class GuardedH3Connection(H3Connection):
                 raise _ExcessiveLoad(reason)
             self._refuse(stream, reason)
             stream.frame_type = _SKIPPED
+
+    if _QH3:
+
+        def _receive_request_or_push_data(
+            self, stream: H3Stream, data: bytes, stream_ended: bool
+        ) -> list[H3Event]:
+            # qh3 reads what comes on a request stream here, a HEADERS frame
+            # whole; one whose length is over decode_budget was a connection
+            # error (H3_EXCESSIVE_LOAD), which failed every request on the
+            # connection, and a client's fetch only once the close's drain
+            # period had passed. It is the stream's refusal, as on aioquic
+            # (`_check_request_or_push_frame_type`), and the rest of a
+            # refused stream is dropped as it arrives, not gathered.
+            if stream.stream_id in self._refused:
+                if stream_ended:
+                    stream.receiving_ended = True
+                return []
+            try:
+                return super()._receive_request_or_push_data(stream, data, stream_ended)
+            except FieldSectionTooLarge:
+                if stream.frame_type != FrameType.HEADERS:
+                    raise  # a PUSH_PROMISE: the connection's error
+                size = stream.frame_size
+                stream.frame_type = stream.frame_size = None
+                gathered: Any = stream.buffer  # (qh3's is a bytearray)
+                gathered.clear()
+                if stream_ended:
+                    stream.receiving_ended = True
+                self._refuse(
+                    stream, f"header section of {size} bytes (limit {self.max_field_section})"
+                )
+                return []
 
     def _check_control_frame_type(self, frame_type: int) -> None:
         # aioquic: called once a control frame's type and length are read.
@@ -299,7 +336,7 @@ class GuardedH3Connection(H3Connection):
             self._refuse(stream, str(exc))
             return []
 
-    def _refuse(self, stream: H3Stream, reason: str) -> None:
+    def _refuse(self, stream: H3Stream, reason: str, malformed: bool = False) -> None:
         sid = stream.stream_id
         # Whatever follows on the stream is passed over (DATA after a
         # refused head is not a protocol error), and not reported.
@@ -307,7 +344,7 @@ class GuardedH3Connection(H3Connection):
         if sid in self._refused:
             return
         self._refused.add(sid)
-        self._refusals.append(HeadersRefused(stream_id=sid, reason=reason))
+        self._refusals.append(HeadersRefused(stream_id=sid, reason=reason, malformed=malformed))
         # RFC 9204 §4.4.2: the peer's encoder may release what this
         # section referenced.
         decoder_stream = self._local_decoder_stream_id

@@ -34,6 +34,7 @@ from squall._quicstack import (
     encode_uint_var,
     ends_unacknowledged,
     send_backlog,
+    send_stopped,
     set_stream_credit,
 )
 from squall.httpserver import _flow as flow
@@ -249,8 +250,7 @@ class _H3Session(QuicConnectionProtocol):
             if chunk:
                 h3.send_data(stream.stream_id, chunk, False)
         except Exception:
-            # The stream is gone in aioquic (reset by the client meanwhile).
-            self._lose_stream(stream)
+            self._send_failed(stream)
         self.flush_soon()
         return self.stream_writable(stream.stream_id)
 
@@ -270,7 +270,7 @@ class _H3Session(QuicConnectionProtocol):
             except Exception:
                 stream = self._streams.get(sid)
                 if stream is not None:
-                    self._lose_stream(stream)
+                    self._send_failed(stream)
 
     def send_body(self, stream: _H3Stream, chunk: bytes) -> asyncio.Future[None]:
         h3 = self.h3
@@ -280,7 +280,7 @@ class _H3Session(QuicConnectionProtocol):
                 self._release(stream.stream_id, False)
             h3.send_data(stream.stream_id, chunk, False)
         except Exception:
-            self._lose_stream(stream)
+            self._send_failed(stream)
         self.flush_soon()
         return self.stream_writable(stream.stream_id)
 
@@ -310,7 +310,7 @@ class _H3Session(QuicConnectionProtocol):
             else:
                 h3.send_data(stream.stream_id, b"", True)
         except Exception:
-            self._lose_stream(stream)
+            self._send_failed(stream)
             return
         if stream.response_sent():
             self._retire(stream)
@@ -361,6 +361,28 @@ class _H3Session(QuicConnectionProtocol):
             pass
         self._lose_stream(stream)
         self.flush_soon()
+
+    def _send_failed(self, stream: _H3Stream) -> None:
+        """The QUIC stack raised on a write of ``stream``'s response (called
+        in the ``except``). If the client stopped the stream meanwhile (its
+        STOP_SENDING, read in the datagram this write follows, is not yet
+        handled), the stream is forgotten quietly. Any other cause (a field
+        section the stack refuses, a fault of ours) is logged and the stream
+        reset towards the client (H3_INTERNAL_ERROR, and STOP_SENDING if the
+        request is still read), which would otherwise wait for a response
+        until its own timeout."""
+        if stream.is_closed:
+            return
+        if send_stopped(self._quic, stream.stream_id):
+            self._lose_stream(stream)
+            return
+        gen_log.error(
+            "HTTP/3 stream %d of %s: the response could not be sent; reset",
+            stream.stream_id,
+            self.context,
+            exc_info=True,
+        )
+        self.reset_stream(stream, H3Error.H3_INTERNAL_ERROR)
 
     def _lose_stream(self, stream: _H3Stream) -> None:
         if stream.is_closed:

@@ -22,9 +22,13 @@ from squall._quicstack import (
     H3_ALPN,
     ConnectionTerminated,
     DataReceived,
+    FrameType,
     H3Error,
+    H3Event,
+    H3Stream,
     HandshakeCompleted,
     HeadersReceived,
+    MessageError,
     QuicConfiguration,
     QuicConnection,
     QuicConnectionProtocol,
@@ -119,6 +123,27 @@ class _ClientH3Connection(GuardedH3Connection):
         if stream.stream_id not in self.bodiless:
             super()._check_content_length(stream)
 
+    def _handle_request_or_push_frame(
+        self,
+        frame_type: int,
+        frame_data: Optional[bytes],
+        stream: H3Stream,
+        stream_ended: bool,
+        **where: Any,
+    ) -> list[H3Event]:
+        try:
+            return super()._handle_request_or_push_frame(
+                frame_type, frame_data, stream, stream_ended, **where
+            )
+        except MessageError as exc:
+            if frame_type != FrameType.HEADERS:
+                raise
+            # A malformed response (a value with a CR, LF or NUL, a missing
+            # :status) is its stream's error (RFC 9114 section 4.1.2): the
+            # stack closed the connection over it, failing every fetch on it.
+            self._refuse(stream, str(exc), malformed=True)
+            return []
+
 
 class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     """One QUIC connection to an origin's HTTP/3 alternative, shared by the
@@ -194,6 +219,12 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
     def _refused(self, event: HeadersRefused) -> None:
         fetch = self.streams.get(event.stream_id)
         if fetch is None:
+            return
+        if event.malformed:
+            # As a field value HTTPHeaders refuses fails it (see on_head).
+            gen_log.warning("Malformed HTTP message from server: %s", event.reason)
+            part = "head" if fetch.headers is None else "trailers"
+            self.abandon(fetch, HTTPStreamClosedError(f"invalid response {part}: {event.reason}"))
             return
         if self.client.max_header_size and "header fields" not in event.reason:
             # Over the caller's max_header_size (not over the count of

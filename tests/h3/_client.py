@@ -20,6 +20,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
     ConnectionTerminated,
     QuicEvent,
+    StopSendingReceived,
     StreamDataReceived,
     StreamReset,
 )
@@ -38,6 +39,8 @@ class Response:
         self.body = b""
         self.ended = False
         self.reset: Optional[int] = None
+        # The server's STOP_SENDING: the rest of the request is not wanted.
+        self.stopped: Optional[int] = None
 
 
 class H3Client(QuicConnectionProtocol):
@@ -67,6 +70,8 @@ class H3Client(QuicConnectionProtocol):
             self.terminated = event
         elif isinstance(event, StreamReset):
             self.responses.setdefault(event.stream_id, Response()).reset = event.error_code
+        elif isinstance(event, StopSendingReceived):
+            self.responses.setdefault(event.stream_id, Response()).stopped = event.error_code
         elif isinstance(event, StreamDataReceived) and event.stream_id == 3:
             self.control += event.data
         for h3_event in self.h3.handle_event(event):

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("aioquic", reason="aioquic (the tests' QUIC peer) is not installed")
 
 from squall.h3client import H3AsyncHTTPClient, parse_alt_svc  # noqa: E402
-from squall.httpclient import HTTPClientError  # noqa: E402
+from squall.httpclient import HTTPClientError, HTTPResponse  # noqa: E402
 from squall.iostream import UnsatisfiableReadError  # noqa: E402
 from squall.simple_httpclient import HTTPStreamClosedError  # noqa: E402
 from squall.testing import AsyncHTTPSTestCase, ExpectLog, gen_test  # noqa: E402
@@ -28,6 +28,7 @@ from .._wait import HANG_GUARD  # noqa: E402
 from ..h2.test_attacks import condition  # noqa: E402
 from ..h2.test_client import BigHead, Gzipped, Missing, Pieces, Redirect  # noqa: E402
 from ._stack import only_on  # noqa: E402
+from .test_server import FailsOnce  # noqa: E402
 
 CERT = os.path.join(os.path.dirname(__import__("squall").__file__), "_certs", "test.crt")
 
@@ -309,6 +310,21 @@ class SameAsHTTP1Test(H3ServerCase):
         assert str(info.value) == "Stream closed"
 
     @gen_test
+    async def test_a_response_the_server_cannot_send_fails_the_fetch(self) -> None:
+        # The server's QUIC stack raising on the response's head (a section
+        # it refuses): the stream is reset, and the fetch fails with the
+        # reset's code, where it waited out its request timeout.
+        await self.started()
+        await self.http_client.fetch(self.get_url("/info"))
+        (server_conn,) = self.http_server._connections
+        FailsOnce(server_conn.h3, "send_headers")  # type: ignore[attr-defined]
+        with ExpectLog("squall.general", ".*could not be sent; reset", level=logging.ERROR):
+            with pytest.raises(HTTPStreamClosedError, match=r"stream reset by the server \(258\)"):
+                await self.http_client.fetch(self.get_url("/info"), request_timeout=HANG_GUARD)
+        response = await self.http_client.fetch(self.get_url("/info?q=3"))
+        assert '"q": "3"' in response.body.decode()
+
+    @gen_test
     async def test_max_header_size_error_is_the_http1_clients(self) -> None:
         await self.started()
         client = H3AsyncHTTPClient(
@@ -323,6 +339,36 @@ class SameAsHTTP1Test(H3ServerCase):
                     await client.fetch(self.get_url("/bighead"), raise_error=False)
             response = await client.fetch(self.get_url("/info?q=2"))
             assert '"q": "2"' in response.body.decode()
+        finally:
+            client.close()
+
+    @gen_test
+    async def test_a_head_far_over_max_header_size_fails_its_fetch_alone(self) -> None:
+        # A HEADERS frame over four times the limit: qh3 closed the whole
+        # connection as it read the frame's length, failing every fetch on
+        # it ("HTTP/3 connection closed (Encoded field section exceeds the
+        # configured limit)", and only once the close's drain period was
+        # over). It is the fetch's error, as on aioquic and over HTTP/1.1.
+        await self.started()
+        client = H3AsyncHTTPClient(
+            force_instance=True,
+            http3_prior_knowledge=True,
+            max_header_size=500,  # /bighead's head is over 3,000 bytes
+            defaults={"validate_cert": False},
+        )
+        try:
+            await client.fetch(self.get_url("/info"))
+            (connection,) = client._h2_conns.values()
+            with ExpectLog("squall.general", "Unsatisfiable read", level=logging.INFO):
+                big, small = await asyncio.gather(
+                    client.fetch(self.get_url("/bighead"), request_timeout=HANG_GUARD),
+                    client.fetch(self.get_url("/info?q=4")),
+                    return_exceptions=True,
+                )
+            assert isinstance(big, UnsatisfiableReadError), big
+            assert str(big) == "Header block too large"
+            assert isinstance(small, HTTPResponse) and '"q": "4"' in small.body.decode()
+            assert list(client._h2_conns.values()) == [connection]
         finally:
             client.close()
 

@@ -428,3 +428,125 @@ class H3ExpectContinueTest(H3TestCase):
             # A body already ended with the head: nothing to ask for.
             r = await client.fetch("/", method="POST", headers=[("expect", "100-continue")])
             assert (r.status, r.interim) == (200, [])
+
+
+class FailsOnce:
+    """Stands in for one call of a server connection's H3 layer
+    (``send_headers``, ``send_data``): raises on its first call, as a stack
+    that refuses a field section would, then passes the calls on."""
+
+    def __init__(self, h3: Any, name: str) -> None:
+        self.original = getattr(h3, name)
+        self.calls = 0
+        setattr(h3, name, self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("refused by the test")
+        return self.original(*args, **kwargs)
+
+
+class Raised:
+    """Passes a call of a server connection's H3 layer on and counts what it raised."""
+
+    def __init__(self, h3: Any, name: str) -> None:
+        self.original = getattr(h3, name)
+        self.raised: list[Exception] = []
+        setattr(h3, name, self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.original(*args, **kwargs)
+        except Exception as exc:
+            self.raised.append(exc)
+            raise
+
+
+@stream_request_body
+class AnswersFirst(RequestHandler):
+    """Answers before the request's body has come."""
+
+    def prepare(self) -> None:
+        self.finish("early")
+
+
+class H3SendFailureTest(H3TestCase):
+    """The QUIC stack raising on a response's write: the stream was
+    forgotten and the client told nothing, so its request waited for its
+    own timeout. Only a client's STOP_SENDING, read by the stack before its
+    event is handled, makes a write raise as a matter of course."""
+
+    def get_app(self) -> Application:
+        return Application([("/", Hello), ("/streamed", Streamed), ("/early", AnswersFirst)])
+
+    @gen_test
+    async def test_a_write_the_stack_refuses_resets_the_stream(self) -> None:
+        import logging
+
+        from aioquic.h3.connection import ErrorCode
+
+        from squall.testing import ExpectLog
+
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            await client.fetch("/")
+            (conn,) = self.http_server._connections
+            # The head (and its body, at the response's end), then a
+            # streamed body's first piece after its head.
+            for path, call in (("/", "send_headers"), ("/streamed", "send_data")):
+                FailsOnce(conn.h3, call)
+                with ExpectLog("squall.general", ".*could not be sent; reset", level=logging.ERROR):
+                    r = await client.fetch(path)
+                assert r.reset == ErrorCode.H3_INTERNAL_ERROR and not r.ended, path
+                r = await client.fetch("/")
+                assert (r.status, r.body) == (200, b"hello world"), path
+
+    @gen_test
+    async def test_a_request_still_read_is_stopped_too(self) -> None:
+        import logging
+
+        from aioquic.h3.connection import ErrorCode
+
+        from squall.testing import ExpectLog
+
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            await client.fetch("/")
+            (conn,) = self.http_server._connections
+            FailsOnce(conn.h3, "send_headers")
+            with ExpectLog("squall.general", ".*could not be sent; reset", level=logging.ERROR):
+                sid = client.request("/early", method="PUT", body=b"part", end=False)
+                r = client.responses[sid]
+                await client.until(lambda: r.reset is not None and r.stopped is not None)
+            assert r.reset == r.stopped == ErrorCode.H3_INTERNAL_ERROR
+
+    @gen_test
+    async def test_a_stream_the_client_stopped_is_let_go_quietly(self) -> None:
+        import logging
+
+        from aioquic.h3.connection import ErrorCode
+
+        from ._client import Response
+
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            await client.fetch("/")
+            (conn,) = self.http_server._connections
+            spy = Raised(conn.h3, "send_headers")
+            with self.assertNoLogs("squall", logging.WARNING):
+                # The request and its STOP_SENDING in one datagram: the
+                # stack resets the stream as it reads the frame, and the
+                # handler answers before the event that says so is handled.
+                sid = client._quic.get_next_available_stream_id()
+                client.responses[sid] = r = Response()
+                head = [(b":method", b"GET"), (b":scheme", b"https")]
+                head += [(b":authority", b"localhost"), (b":path", b"/")]
+                client.h3.send_headers(sid, head, end_stream=True)
+                client._quic.stop_stream(sid, ErrorCode.H3_REQUEST_CANCELLED)
+                client.transmit()
+                await client.until(lambda: r.reset is not None)
+                assert r.reset == ErrorCode.H3_REQUEST_CANCELLED
+                assert len(spy.raised) == 1  # (what the test is about)
+                r = await client.fetch("/")
+                assert (r.status, r.body) == (200, b"hello world")

@@ -211,14 +211,26 @@ def load_translations(directory: str, encoding: Optional[str] = None) -> None:
 def load_gettext_translations(directory: str, domain: str) -> None:
     """Load gettext translations from ``directory/LOCALE/LC_MESSAGES/domain.mo``.
 
+    Subdirectories without that file are skipped; a catalog that does not
+    load is logged and skipped.
+
     Args:
         directory: the directory holding one subdirectory per locale.
         domain: the gettext domain, the name of the ``.mo`` files.
     """
     global _translations, _supported_locales, _use_gettext
     translations: dict[str, Any] = {}
-    for code in sorted(os.listdir(directory)):
-        if code.startswith(".") or not os.path.isdir(os.path.join(directory, code)):
+    try:
+        entries = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        # As Tornado: no translations (its lookup is a glob), not an error.
+        gen_log.warning("No gettext translations: directory %s does not exist", directory)
+        entries = []
+    catalog = os.path.join("LC_MESSAGES", domain + ".mo")
+    for code in entries:
+        # Only the locales that have this domain's catalog: a shared tree
+        # (such as /usr/share/locale) holds many other domains' locales.
+        if code.startswith(".") or not os.path.isfile(os.path.join(directory, code, catalog)):
             continue
         try:
             translations[code] = gettext.translation(domain, directory, languages=[code])
@@ -462,9 +474,11 @@ class Locale:
         """Format a moment for people, like "3 minutes ago" or "June 2 at 4:05 pm".
 
         Args:
-            date: a POSIX timestamp or a datetime (naive ones are taken as UTC).
-            gmt_offset: minutes to subtract from UTC to get the viewer's
-                local time (positive west of Greenwich).
+            date: a POSIX timestamp or a datetime. A naive datetime is taken
+                as UTC; an aware one is shown in its own time zone (its
+                wall clock, less ``gmt_offset``), as Tornado shows it.
+            gmt_offset: minutes to subtract from the date's time to get the
+                viewer's local time (positive west of Greenwich).
             relative: say "2 hours ago" or "yesterday" for recent moments.
             shorter: leave out the time of day when the date is shown.
             full_format: always show the full date and time.
@@ -473,8 +487,6 @@ class Locale:
             date = datetime.datetime.fromtimestamp(date, datetime.UTC)
         elif date.tzinfo is None:
             date = date.replace(tzinfo=datetime.UTC)
-        else:
-            date = date.astimezone(datetime.UTC)
         now = _utcnow()
         if date > now:
             # A moment in the near future is most likely clock skew.

@@ -270,9 +270,13 @@ def add_accept_handler(
         callback: called with each new connection and its peer address.
 
     Returns:
-        A function that stops accepting (it does not close ``sock``).
+        A function that stops accepting (it does not close ``sock``). It
+        may be called after ``sock`` was closed, and more than once.
     """
     io_loop = IOLoop.current()
+    # The loop knows the socket by this number; once the socket is closed,
+    # fileno() says -1 and the number is the only way to reach its entry.
+    fd = sock.fileno()
     removed = False
 
     def accept_handler(fd: Any, events: int) -> None:
@@ -291,8 +295,11 @@ def add_accept_handler(
 
     def remove_handler() -> None:
         nonlocal removed
-        io_loop.remove_handler(sock)
+        if removed:
+            # The number may belong to another file by now.
+            return
         removed = True
+        io_loop.remove_handler(fd if sock.fileno() == -1 else sock)
 
     io_loop.add_handler(sock, accept_handler, IOLoop.READ)
     return remove_handler
@@ -301,14 +308,40 @@ def add_accept_handler(
 def is_valid_ip(ip: str) -> bool:
     """Returns True if ``ip`` is an IPv4 or IPv6 address literal.
 
-    An IPv6 address may carry a zone (``fe80::1%eth0``). Host names,
-    surrounding whitespace and other text are not addresses.
+    An IPv6 address may carry a zone after ``%``, as ``getaddrinfo`` takes
+    one: a number (``fe80::1%2``, up to 2**32 - 1), or, for a link-local
+    address (``fe80::/10``, or multicast of interface- or link-local
+    scope), the name of one of this host's interfaces (``fe80::1%eth0``).
+    Host names, surrounding whitespace and other text are not addresses.
     """
     if not ip or "\x00" in ip:
         return False
+    address, percent, zone = ip.partition("%")
     try:
-        ipaddress.ip_address(ip)
+        parsed = ipaddress.ip_address(address)
     except ValueError:
+        return False
+    if not percent:
+        return True
+    return isinstance(parsed, ipaddress.IPv6Address) and _valid_zone(parsed, zone)
+
+
+def _valid_zone(address: ipaddress.IPv6Address, zone: str) -> bool:
+    """Whether ``zone`` may follow ``address`` after its ``%``.
+
+    Without this check ``ipaddress`` would take any text as a zone, spaces
+    and line breaks included, and an ``X-Real-Ip`` header could put that
+    text in ``remote_ip`` (and so in the logs).
+    """
+    if zone.isascii() and zone.isdigit():
+        return int(zone) <= 0xFFFFFFFF
+    packed = address.packed
+    link_scoped = address.is_link_local or (packed[0] == 0xFF and packed[1] & 0x0F in (1, 2))
+    if not link_scoped:
+        return False
+    try:
+        socket.if_nametoindex(zone)
+    except (OSError, ValueError, UnicodeError):
         return False
     return True
 

@@ -267,9 +267,10 @@ class OptionParser:
 
     def _option(self, name: str) -> _Option:
         opts: dict[str, _Option] = self.__dict__["_options"]
-        option = opts.get(_normalize_name(name))
+        normalized = _normalize_name(name)
+        option = opts.get(normalized)
         if option is None:
-            raise AttributeError(f"Unrecognized option {name!r}")
+            raise AttributeError(f"Unrecognized option {normalized!r}")
         return option
 
     def __getattr__(self, name: str) -> Any:
@@ -386,7 +387,8 @@ class OptionParser:
                 remaining = args[index + 1 :]
                 break
             name, equals, value = arg.lstrip("-").partition("=")
-            option = self._options.get(_normalize_name(name))
+            name = _normalize_name(name)
+            option = self._options.get(name)
             if option is None:
                 self.print_help()
                 raise Error(f"Unrecognized command line option: {name!r}")
@@ -418,7 +420,9 @@ class OptionParser:
         with open(path, "rb") as f:
             source = f.read().decode("utf-8")
         namespace: dict[str, Any] = {"__file__": abspath}
-        exec(compile(source, abspath, "exec"), namespace, namespace)
+        # dont_inherit: the file is compiled as its own module would be, not
+        # under this module's __future__ imports (lazy annotations).
+        exec(compile(source, abspath, "exec", dont_inherit=True), namespace, namespace)
         for name, value in namespace.items():
             option = self._options.get(_normalize_name(name))
             if option is None:
@@ -460,9 +464,16 @@ class OptionParser:
         self._parse_callbacks.append(callback)
 
     def run_parse_callbacks(self) -> None:
-        """Call every parse callback, in the order they were added."""
-        for callback in list(self._parse_callbacks):
-            callback()
+        """Call every parse callback, in the order they were added.
+
+        A callback added by one of them runs in this same pass, after the
+        others.
+        """
+        callbacks: list[Callable[[], None]] = self._parse_callbacks
+        index = 0
+        while index < len(callbacks):
+            callbacks[index]()
+            index += 1
 
     def mockable(self) -> _Mockable:
         """An object through which `unittest.mock.patch.object` can set options.

@@ -135,7 +135,9 @@ def fork_processes(num_processes: Optional[int], max_restarts: Optional[int] = N
             continue
         restarts += 1
         if restarts > max_restarts:
-            raise RuntimeError(f"Too many child restarts ({restarts}), giving up")
+            # Tornado's wording, without the count (always max_restarts + 1):
+            # a supervisor may match the text.
+            raise RuntimeError("Too many child restarts, giving up")
         if _spawn(worker, children):
             return worker
     # Every worker finished cleanly; the parent has nothing left to do.

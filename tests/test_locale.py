@@ -308,19 +308,48 @@ def test_gettext_pgettext() -> None:
         de.pgettext("fruit", "apple", "apples")
 
 
-def test_gettext_directories_without_catalog_are_logged(
+def test_gettext_directories_without_the_domains_catalog_are_skipped_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A shared tree (like /usr/share/locale) holds locales of other domains:
+    # as on Tornado, those are not candidates, so nothing is logged for them.
+    shutil.copytree(GETTEXT_DIR, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "fr_FR").mkdir()
+    (tmp_path / "it_IT" / "LC_MESSAGES").mkdir(parents=True)
+    shutil.copy(
+        GETTEXT_DIR / "de_DE" / "LC_MESSAGES" / "squall_test.mo",
+        tmp_path / "it_IT" / "LC_MESSAGES" / "other_domain.mo",
+    )
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "notes.txt").write_text("not a locale", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="squall.general"):
+        load_gettext_translations(str(tmp_path), "squall_test")
+    assert caplog.records == []
+    assert get_supported_locales() == frozenset(["de_DE", "en_US"])
+
+
+def test_gettext_catalog_that_does_not_load_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     shutil.copytree(GETTEXT_DIR, tmp_path, dirs_exist_ok=True)
-    (tmp_path / "fr_FR").mkdir()
-    (tmp_path / ".git").mkdir()
-    (tmp_path / "notes.txt").write_text("not a locale", encoding="utf-8")
+    (tmp_path / "fr_FR" / "LC_MESSAGES").mkdir(parents=True)
+    (tmp_path / "fr_FR" / "LC_MESSAGES" / "squall_test.mo").write_bytes(b"not a catalog")
     with caplog.at_level(logging.ERROR, logger="squall.general"):
         load_gettext_translations(str(tmp_path), "squall_test")
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "Cannot load translation for 'fr_FR'"
     ]
     assert get_supported_locales() == frozenset(["de_DE", "en_US"])
+
+
+def test_gettext_missing_directory_loads_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="squall.general"):
+        load_gettext_translations(str(tmp_path / "absent"), "squall_test")
+    assert "does not exist" in caplog.text
+    assert get_supported_locales() == frozenset(["en_US"])
+    assert get("de_DE").code == "en_US"
 
 
 def test_base_locale_methods_are_abstract() -> None:
@@ -407,6 +436,24 @@ def test_format_date_clock_styles() -> None:
     zh = get("zh_CN")
     assert zh.format_date(ago(hours=3), relative=False) == "上午11:30"
     assert zh.format_date(ago(hours=1), relative=False) == "下午1:30"
+
+
+def test_format_date_shows_an_aware_datetime_in_its_own_zone() -> None:
+    # As Tornado: the date's wall clock (less gmt_offset), not UTC's.
+    en = get("en_US")
+    paris = datetime.timezone(datetime.timedelta(hours=1))
+    new_york = datetime.timezone(datetime.timedelta(hours=-5))
+    date = datetime.datetime(2024, 3, 15, 10, 30, tzinfo=paris)  # 09:30 UTC
+    assert en.format_date(date, relative=False) == "10:30 am"
+    assert en.format_date(date, full_format=True) == "March 15, 2024 at 10:30 am"
+    assert en.format_date(date, relative=False, gmt_offset=60) == "9:30 am"
+    # The moment, not the wall clock, decides how long ago it was.
+    assert en.format_date(date) == "5 hours ago"
+    late = datetime.datetime(2024, 3, 14, 20, 0, tzinfo=new_york)  # 01:00 UTC on the 15th
+    assert en.format_date(late, relative=False) == "8:00 pm"
+    assert en.format_date(datetime.datetime(2024, 3, 1, 23, 0, tzinfo=new_york)) == (
+        "March 1 at 11:00 pm"
+    )
 
 
 def test_format_day() -> None:

@@ -362,6 +362,42 @@ def test_add_accept_handler_remove_from_callback(closing: list[socket.socket]) -
     run(main)
 
 
+def test_add_accept_handler_removed_after_the_socket_was_closed(
+    closing: list[socket.socket],
+) -> None:
+    # A program that closes its listening sockets before TCPServer.stop():
+    # the loop must forget the descriptor, or the next socket given the same
+    # number cannot be watched ("fd N added twice").
+    async def main() -> None:
+        [listener] = netutil.bind_sockets(0, "127.0.0.1")
+        fd = listener.fileno()
+        remove = netutil.add_accept_handler(listener, lambda conn, address: conn.close())
+        listener.close()
+        remove()
+        remove()  # again: nothing more to do
+        [fresh] = netutil.bind_sockets(0, "127.0.0.1")
+        closing.append(fresh)
+        if fresh.fileno() != fd:
+            os.dup2(fresh.fileno(), fd)
+            fresh = socket.socket(fileno=fd)
+            closing.append(fresh)
+        accepted: asyncio.Future[socket.socket] = asyncio.Future()
+
+        def on_accept(conn: socket.socket, address: Any) -> None:
+            closing.append(conn)
+            accepted.set_result(conn)
+
+        remove_fresh = netutil.add_accept_handler(fresh, on_accept)
+        client = socket.socket()
+        closing.append(client)
+        client.connect(fresh.getsockname())
+        conn = await accepted
+        assert conn.getpeername() == client.getsockname()
+        remove_fresh()
+
+    run(main)
+
+
 class _AbortingListener:
     """Delegates to a real listener, but the first accept sees an aborted peer."""
 
@@ -417,6 +453,49 @@ def test_is_valid_ip_true(ip: str) -> None:
 )
 def test_is_valid_ip_false(ip: str) -> None:
     assert not netutil.is_valid_ip(ip)
+
+
+def _an_interface() -> str:
+    names = [name for _index, name in socket.if_nameindex()]
+    if not names:
+        pytest.skip("this host lists no network interfaces")
+    return names[0]
+
+
+@pytest.mark.parametrize(
+    "ip", ["fe80::1%1", "::1%0", "fe80::1%4294967295", "fe80::1%{if}", "ff02::1%{if}"]
+)
+def test_is_valid_ip_takes_the_zones_getaddrinfo_takes(ip: str) -> None:
+    assert netutil.is_valid_ip(ip.replace("{if}", _an_interface()))
+
+
+@pytest.mark.parametrize(
+    "ip",
+    [
+        # Text that is no zone: whitespace, line breaks, signs, other digits.
+        "::1%1\n",
+        "fe80::1%{if}\n",
+        "fe80::1%a b",
+        "fe80::1% 1",
+        "fe80::1%+1",
+        "fe80::1%0x1",
+        "fe80::1%\u0661",
+        "fe80::1%" + "x" * 300,
+        # A number too large for a scope id.
+        "fe80::1%4294967296",
+        # A name only for link-local addresses, and only a real interface's.
+        "::1%{if}",
+        "2001:db8::1%{if}",
+        "ff05::1%{if}",
+        "fe80::1%no-such-interface-here",
+        # No zones on IPv4, nor empty or doubled ones.
+        "1.2.3.4%1",
+        "fe80::1%",
+        "fe80::1%1%2",
+    ],
+)
+def test_is_valid_ip_refuses_other_zones(ip: str) -> None:
+    assert not netutil.is_valid_ip(ip.replace("{if}", _an_interface()))
 
 
 # -- resolvers --------------------------------------------------------------------

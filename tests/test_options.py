@@ -65,6 +65,15 @@ def test_unknown_option_access_raises_attribute_error() -> None:
         parser["nope"]
 
 
+def test_unknown_option_is_named_with_dashes_as_tornado_does() -> None:
+    parser = OptionParser()
+    for spelling in ("no_such_thing", "no-such_thing"):
+        with pytest.raises(AttributeError, match="^Unrecognized option 'no-such-thing'$"):
+            getattr(parser, spelling)
+        with pytest.raises(AttributeError, match="^Unrecognized option 'no-such-thing'$"):
+            setattr(parser, spelling, 1)
+
+
 def test_set_checks_the_type() -> None:
     parser = new_parser(port={"default": 80}, hosts={"type": str, "multiple": True})
     with pytest.raises(Error, match=r"'port' is required to be a int \(str '81' given\)"):
@@ -165,6 +174,17 @@ def test_missing_value() -> None:
     parser = new_parser(n={"default": 0})
     with pytest.raises(Error, match="'n' requires a value"):
         parser.parse_command_line(["prog", "--n"])
+
+
+def test_command_line_errors_name_the_option_with_dashes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = new_parser(max_size={"default": 0})
+    with pytest.raises(Error, match="^Unrecognized command line option: 'max-sizes'$"):
+        parser.parse_command_line(["prog", "--max_sizes=1"])
+    with pytest.raises(Error, match="^Option 'max-size' requires a value$"):
+        parser.parse_command_line(["prog", "--max_size"])
+    capsys.readouterr()
 
 
 def test_unparsable_value_is_an_error_and_a_value_error() -> None:
@@ -308,6 +328,23 @@ def test_parse_callbacks_run_after_each_final_parse(tmp_path: Path) -> None:
     assert calls == ["a", "b"] * 3
 
 
+def test_a_parse_callback_added_by_another_runs_in_the_same_pass() -> None:
+    calls: list[str] = []
+    parser = OptionParser()
+
+    def first() -> None:
+        calls.append("first")
+        if calls.count("first") == 1:
+            parser.add_parse_callback(lambda: calls.append("added"))
+
+    parser.add_parse_callback(first)
+    parser.add_parse_callback(lambda: calls.append("second"))
+    parser.run_parse_callbacks()
+    assert calls == ["first", "second", "added"]
+    parser.run_parse_callbacks()
+    assert calls == ["first", "second", "added"] * 2
+
+
 # --- config files ------------------------------------------------------------------
 
 
@@ -369,6 +406,19 @@ def test_config_file_errors(tmp_path: Path) -> None:
     with pytest.raises(SyntaxError) as info:
         parser.parse_config_file(str(config))
     assert info.value.filename == os.path.abspath(config)
+
+
+def test_config_file_annotations_are_evaluated(tmp_path: Path) -> None:
+    # The file is compiled on its own, not under squall.options' __future__
+    # imports: an annotation is evaluated as in any module.
+    parser = new_parser(port={"default": 80})
+    config = tmp_path / "c.cfg"
+    config.write_text("port: int = 81\nseen = __annotations__['port']\n")
+    parser.parse_config_file(str(config))
+    assert parser.port == 81
+    config.write_text("port: undefined_name = 82\n")
+    with pytest.raises(NameError, match="undefined_name"):
+        parser.parse_config_file(str(config))
 
 
 def test_config_file_can_use_the_global_options(tmp_path: Path) -> None:

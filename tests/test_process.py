@@ -150,8 +150,10 @@ def test_dead_children_are_restarted_with_the_same_task_id(
 
 def test_too_many_restarts(fake_os: Any) -> None:
     fake_os([(101, exited(1)), (102, exited(1))])
-    with pytest.raises(RuntimeError, match="Too many child restarts"):
+    with pytest.raises(RuntimeError) as info:
         fork_processes(1, max_restarts=1)
+    # Tornado's message, word for word.
+    assert str(info.value) == "Too many child restarts, giving up"
 
 
 @pytest.mark.parametrize("asked", [None, 0, -1])
@@ -167,7 +169,7 @@ def test_default_is_one_process_per_cpu(
 
 def test_default_restart_limit_is_100(fake_os: Any) -> None:
     fake = fake_os([(100 + n, exited(1)) for n in range(1, 102)])
-    with pytest.raises(RuntimeError, match=r"\(101\)"):
+    with pytest.raises(RuntimeError, match="Too many child restarts"):
         fork_processes(1)
     assert fake.forks == 101
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import ssl
 import warnings
@@ -209,6 +210,34 @@ def test_stop_closes_listeners_and_may_be_repeated() -> None:
         assert sockets[0].fileno() == -1
         with pytest.raises(OSError):
             await open_client(port)
+
+    run(main())
+
+
+def test_stop_after_the_program_closed_the_listeners() -> None:
+    # stop() must still make the loop forget the descriptors, or the next
+    # listener given the same number cannot be served ("fd N added twice").
+    async def main() -> None:
+        server = RecordingServer()
+        sockets, _ = local_sockets()
+        fd = sockets[0].fileno()
+        server.add_sockets(sockets)
+        sockets[0].close()
+        server.stop()
+        fresh, port = local_sockets()
+        if fresh[0].fileno() != fd:
+            os.dup2(fresh[0].fileno(), fd)
+            fresh[0].close()
+            fresh = [socket.socket(fileno=fd)]
+        again = RecordingServer()
+        try:
+            again.add_sockets(fresh)
+            client = await open_client(port)
+            await again.accepted.get()
+            client.close()
+        finally:
+            again.stop()
+            fresh[0].close()
 
     run(main())
 

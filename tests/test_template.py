@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import pickle
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -546,6 +547,17 @@ def test_parse_error_details() -> None:
     assert info.value.filename == "foo.html"
     assert info.value.lineno == 3
     assert str(ParseError("asdf")) == "asdf at None:0"
+
+
+def test_parse_error_args_hold_message_file_and_line() -> None:
+    # As Tornado's: repr() and pickling carry where the error was found.
+    with pytest.raises(ParseError) as info:
+        Template("a\n{% frob %}", name="pe.html")
+    assert info.value.args == ("unknown operator: 'frob'", "pe.html", 2)
+    assert repr(info.value) == "ParseError(\"unknown operator: 'frob'\", 'pe.html', 2)"
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (copy.message, copy.filename, copy.lineno) == ("unknown operator: 'frob'", "pe.html", 2)
+    assert ParseError("m").args == ("m", None, 0)
 
 
 @pytest.mark.parametrize(

@@ -241,6 +241,17 @@ def _parse_header(line: str) -> tuple[str, dict[str, Optional[str]]]:
     return key, params
 
 
+def _count_params(line: str, name: str) -> int:
+    """How many parameters of the header value ``line`` are called ``name``
+    (in any case, RFC 2231 sections and ``name*`` included)."""
+    count = 0
+    for piece in _split_params(line)[1:]:
+        key = piece.partition("=")[0].strip().lower()
+        if key.partition("*")[0] == name:
+            count += 1
+    return count
+
+
 def _encode_header(key: str, pdict: dict[str, Any]) -> str:
     """The inverse of `_parse_header`: parameters sorted by name, ``None`` meaning a bare name.
 
@@ -301,10 +312,22 @@ def parse_multipart_form_data(
     # preamble that parses as a complete form-data part is kept as one (as
     # Tornado does); anything else in it is dropped.
     pos = data.find(delimiter, 0, final)
-    preamble_end = final if pos < 0 else pos
-    if preamble_end >= 2 and data.find(b"\r\n\r\n", 0, preamble_end) >= 0:
+    if pos < 0:
+        # No delimiter at all: what precedes the final boundary is either
+        # nothing (the CRLF of the close delimiter) or the one part. Dropped
+        # as a preamble, content sent with LF line ends or with blanks after
+        # the boundary would leave an empty form and no word of why.
+        if _NOT_BLANK.search(data, 0, final):
+            try:
+                fields.append(_parse_part(data, 0, final, config))
+            except HTTPInputError as exc:
+                raise HTTPInputError(
+                    f"Invalid multipart/form-data: no delimiter {dash_boundary!r}"
+                    f" followed by CRLF before the final boundary ({exc})"
+                ) from exc
+    elif pos >= 2 and data.find(b"\r\n\r\n", 0, pos) >= 0:
         try:
-            fields.append(_parse_part(data, 0, preamble_end, config))
+            fields.append(_parse_part(data, 0, pos, config))
         except HTTPInputError:
             pass
     while pos >= 0:
@@ -317,6 +340,9 @@ def parse_multipart_form_data(
             files.setdefault(name, []).append(value)
         else:
             arguments.setdefault(name, []).append(value)
+
+
+_NOT_BLANK = re.compile(rb"[^ \t\r\n]")
 
 
 def _parse_part(data: bytes, start: int, end: int, config: ParseMultipartConfig) -> tuple[str, Any]:
@@ -382,6 +408,14 @@ def parse_body_arguments(
     """
     if config is None:
         config = _default_config()
+    if "," in content_type:
+        # Content-Type fields sent twice arrive joined by a comma. The field
+        # has one value (RFC 9110 section 8.3), so the same value repeated
+        # is that value. Different values are no form type, except that
+        # different multipart ones are refused below, by their boundaries.
+        distinct = {value.strip() for value in content_type.split(",")}
+        if len(distinct) == 1:
+            content_type = distinct.pop()
     media_type, params = _parse_header(content_type)
     media_type = media_type.lower()
     if media_type not in _FORM_TYPES:
@@ -402,9 +436,19 @@ def parse_body_arguments(
         boundary = params.get("boundary")
         if not boundary:
             raise HTTPInputError("Invalid multipart/form-data: no boundary parameter")
-        parse_multipart_form_data(
-            _latin1_or_utf8(boundary), body, arguments, files, config=config.multipart
-        )
+        if _count_params(content_type, "boundary") > 1:
+            # One parser reads the first, another the last: the parts a
+            # proxy checks need not be the parts the application gets.
+            raise HTTPInputError("Invalid multipart/form-data: more than one boundary parameter")
+        try:
+            parse_multipart_form_data(
+                _latin1_or_utf8(boundary), body, arguments, files, config=config.multipart
+            )
+        except HTTPInputError as exc:
+            # Every multipart error logged starts with the same words, as on Tornado.
+            if str(exc).startswith("Invalid multipart/form-data"):
+                raise
+            raise HTTPInputError(f"Invalid multipart/form-data: {exc}") from exc
 
 
 # A backslash escape inside a quoted cookie value: three octal digits

@@ -18,7 +18,9 @@ class ParseError(Exception):
     """
 
     def __init__(self, message: str, filename: Optional[str] = None, lineno: int = 0) -> None:
-        super().__init__(message)
+        # All three in args, as Tornado's: repr() shows where, and a copy
+        # made from args (pickle) is whole.
+        super().__init__(message, filename, lineno)
         self.message = message
         self.filename = filename
         self.lineno = lineno

@@ -149,4 +149,6 @@ class ArgumentsMixin:
                 return value.decode("utf-8")
             return to_unicode(value)
         except UnicodeDecodeError:
-            raise HTTPError(400, "Invalid unicode in %s: %r", name or "url", value[:40])
+            # The message formatted here, as Tornado does: a write_error that
+            # shows exc.log_message shows the name and value.
+            raise HTTPError(400, f"Invalid unicode in {name or 'url'}: {value[:40]!r}")

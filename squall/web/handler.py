@@ -624,7 +624,7 @@ class RequestHandler(
             try:
                 request._parse_body()
             except HTTPInputError as exc:
-                raise HTTPError(400, "Invalid body: %s", exc) from exc
+                raise HTTPError(400, f"Invalid body: {exc}") from exc
         if method not in _SAFE_METHODS:
             # The XSRF check first, as in Tornado: an override of it (one
             # that answers its own status, or excuses token-authenticated

@@ -219,6 +219,72 @@ value
         with pytest.raises(HTTPInputError, match="no boundary"):
             parse_body_arguments("multipart/form-data", self.BODY, {}, {})
 
+    def test_content_type_sent_twice(self) -> None:
+        # Two fields arrive joined by a comma: the same value twice is that value.
+        args: Args = {}
+        parse_body_arguments(
+            "application/x-www-form-urlencoded,application/x-www-form-urlencoded",
+            b"a=1",
+            args,
+            {},
+        )
+        assert args == {"a": [b"1"]}
+        args = {}
+        files: Files = {}
+        parse_body_arguments(
+            "multipart/form-data; boundary=1234, multipart/form-data; boundary=1234",
+            self.BODY,
+            args,
+            files,
+        )
+        assert args == {"field": [b"value"]} and files["files"][0].body == b"Foo"
+        # Different values are no form type...
+        args = {}
+        parse_body_arguments("application/x-www-form-urlencoded,text/plain", b"a=1", args, {})
+        assert args == {}
+        # ...and two boundaries are refused, whichever the body uses.
+        for joined in (
+            "multipart/form-data; boundary=1234,multipart/form-data; boundary=x",
+            "multipart/form-data; boundary=x,multipart/form-data; boundary=1234",
+        ):
+            with pytest.raises(HTTPInputError, match="more than one boundary"):
+                parse_body_arguments(joined, self.BODY, args, files)
+
+    def test_boundary_parameter_given_twice(self) -> None:
+        for content_type in (
+            "multipart/form-data; boundary=x; boundary=1234",
+            "multipart/form-data; boundary=1234; BOUNDARY=1234",
+            "multipart/form-data; boundary=1234; boundary*=UTF-8''x",
+        ):
+            args: Args = {}
+            with pytest.raises(HTTPInputError, match="more than one boundary"):
+                parse_body_arguments(content_type, self.BODY, args, {})
+            assert args == {}
+        # A quoted "boundary=" inside another parameter is no second one.
+        args = {}
+        parse_body_arguments(
+            'multipart/form-data; boundary=1234; x="; boundary=y"', self.BODY, args, {}
+        )
+        assert args == {"field": [b"value"]}
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            crlf("--1234\nX-Other: 1\n\nFoo\n--1234--"),
+            crlf("--1234\nnocolon\nContent-Disposition: form-data; name=a\n\nx\n--1234--"),
+            crlf("--1234\nContent-Disposition: form-data\n\nFoo\n--1234--"),
+            crlf("--1234\n\nFoo\n--1234--"),
+            b"--1234\r\n" + b"x" * 20_000 + b"\r\n\r\nv\r\n--1234--",
+        ],
+    )
+    def test_body_errors_name_multipart_first(self, body: bytes) -> None:
+        # As on Tornado, every multipart error that reaches the log (as
+        # "Invalid body: ...") starts with the same words.
+        with pytest.raises(HTTPInputError) as info:
+            parse_body_arguments("multipart/form-data; boundary=1234", body, {}, {})
+        assert str(info.value).startswith("Invalid multipart/form-data: ")
+        assert not str(info.value).startswith("Invalid multipart/form-data: Invalid")
+
     def test_quoted_boundary(self) -> None:
         assert self.parse(self.BODY, b'"1234"')[0] == {"field": [b"value"]}
 
@@ -248,6 +314,27 @@ value
     def test_preamble_and_epilogue_ignored(self) -> None:
         body = b"preamble\r\n" + self.BODY + b"epilogue"
         assert self.parse(body)[0] == {"field": [b"value"]}
+
+    def test_a_part_without_its_opening_delimiter_is_kept(self) -> None:
+        body = crlf('Content-Disposition: form-data; name="a"\n\n1\n--b--\n')
+        assert self.parse(body, b"b") == ({"a": [b"1"]}, {})
+        # Nothing before the final boundary but its CRLF: an empty form.
+        assert self.parse(b"\r\n--b--\r\n", b"b") == ({}, {})
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            # LF line ends throughout.
+            b'--b\nContent-Disposition: form-data; name="a"\n\n1\n--b--\n',
+            # Blanks after the boundary on its delimiter line.
+            crlf('--b  \nContent-Disposition: form-data; name="a"\n\n1\n--b--\n'),
+            crlf('--b\t\nContent-Disposition: form-data; name="a"\n\n1\n--b--\n'),
+        ],
+    )
+    def test_content_without_any_delimiter_is_an_error(self, body: bytes) -> None:
+        # Not a preamble to drop: the form would arrive empty, without a word.
+        with pytest.raises(HTTPInputError, match=r"no delimiter b'--b' followed by CRLF"):
+            self.parse(body, b"b")
 
     def test_binary_body_with_crlf(self) -> None:
         body = (

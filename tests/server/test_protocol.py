@@ -784,6 +784,9 @@ def test_xheaders(loop: asyncio.AbstractEventLoop) -> None:
         b"X-Real-IP: 4.4.4.4",
         b"X-Forwarded-For: 127.0.0.1, 4.4.4.4, 5.5.5.5",
         b"X-Forwarded-For: 4.4.4.4, 5.5.5.5<script>",
+        # An IPv6 zone that is no interface (text with a space): not an address.
+        b"X-Real-IP: fe80::1%a b",
+        b"X-Real-IP: fe80::1%2",
         b"X-Scheme: https",
         b"X-Forwarded-Proto: https , http",
         b"X-Forwarded-Proto: http,https",
@@ -794,6 +797,8 @@ def test_xheaders(loop: asyncio.AbstractEventLoop) -> None:
         ("4.4.4.4", "http"),
         ("4.4.4.4", "http"),
         ("10.0.0.1", "http"),
+        ("10.0.0.1", "http"),
+        ("fe80::1%2", "http"),
         ("10.0.0.1", "https"),
         ("10.0.0.1", "http"),
         ("10.0.0.1", "https"),

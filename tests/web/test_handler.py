@@ -101,6 +101,18 @@ class Latin1ArgsHandler(ArgsHandler):
         return value.decode("latin-1").upper()
 
 
+class ErrorDetailHandler(RequestHandler):
+    # Shows what a write_error sees of the HTTPError that ended the request.
+    def get(self) -> None:
+        self.get_argument("foo")
+
+    post = get
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs["exc_info"][1]
+        self.finish({"log_message": exc.log_message, "args": [repr(a) for a in exc.args]})
+
+
 class KwHandler(RequestHandler):
     def get(self, slug: str) -> None:
         self.write({"slug": slug, "kwargs": self.path_kwargs})
@@ -114,6 +126,7 @@ class ArgumentTest(WebCase):
         ("/required", RequiredHandler),
         ("/badstrip", BadStripHandler),
         ("/latin1", Latin1ArgsHandler),
+        ("/detail", ErrorDetailHandler),
     ]
 
     def test_an_overridden_decode_argument_decodes_every_argument(self) -> None:
@@ -161,6 +174,28 @@ class ArgumentTest(WebCase):
             assert self.fetch("/args/%FF/x").code == 400
         with ExpectLog(gen_log, ".*Invalid unicode in foo"):
             assert self.fetch("/args?foo=%FF").code == 400
+
+    def test_decoding_and_body_errors_carry_their_message_formatted(self) -> None:
+        # As on Tornado: log_message holds the whole text and args is empty,
+        # so a write_error that shows exc.log_message shows what was wrong
+        # (a literal % doubled, ready for formatting with the empty args).
+        with ExpectLog(gen_log, ".*Invalid unicode in foo"):
+            response = self.fetch("/detail?foo=%FF%25s")
+        assert json.loads(response.body) == {
+            "log_message": "Invalid unicode in foo: b'\\xff%%s'",
+            "args": [],
+        }
+        with ExpectLog(gen_log, ".*Invalid body"):
+            response = self.fetch(
+                "/detail",
+                method="POST",
+                body="x",
+                headers={"Content-Type": "multipart/form-data"},
+            )
+        detail = json.loads(response.body)
+        assert detail["args"] == []
+        assert detail["log_message"].startswith("Invalid body: Invalid multipart/form-data: ")
+        assert "%s" not in detail["log_message"]
 
     def test_missing_argument(self) -> None:
         assert self.json("/required") == {

@@ -85,7 +85,8 @@ class StaticFileHandler(RequestHandler):
 
     Responses carry an ``Etag`` (the SHA-512 of the content) and
     ``Last-Modified``, answer ``If-None-Match``/``If-Modified-Since`` with 304,
-    and serve a single ``Range`` with 206 (or 416). Requests with a ``v``
+    and serve a single ``Range`` with 206 (or 416), while its ``If-Range``,
+    if any, names the file's current version. Requests with a ``v``
     argument (from `~squall.web.RequestHandler.static_url`, which carries the first ``VERSION_URL_LENGTH``
     characters of the hash) are cacheable for ``CACHE_MAX_AGE`` seconds.
 
@@ -207,7 +208,9 @@ class StaticFileHandler(RequestHandler):
         start: Optional[int] = None
         end: Optional[int] = None
         range_header = self.request.headers.get("Range")
-        request_range = _parse_request_range(range_header) if range_header else None
+        request_range = (
+            _parse_request_range(range_header) if range_header and self._if_range_holds() else None
+        )
         if request_range is not None:
             start, end = request_range
             if start is not None and start < 0:
@@ -321,6 +324,32 @@ class StaticFileHandler(RequestHandler):
         if modified.tzinfo is None:
             modified = modified.replace(tzinfo=datetime.UTC)
         return when >= modified
+
+    def _if_range_holds(self) -> bool:
+        """Whether the request's ``Range`` applies: without ``If-Range``, or
+        while its validator is the file's (RFC 9110 section 13.1.5). A
+        client resuming a download sends one, so that a file changed since
+        its first part comes whole (200) rather than as a part of another
+        file. An entity tag matches strongly (a weak one never does), a date
+        only when it is the file's ``Last-Modified``."""
+        validator = self.request.headers.get("If-Range")
+        if validator is None:
+            return True
+        validator = validator.strip()
+        if validator.startswith('"'):
+            return validator == self._headers.get("Etag")
+        if validator.startswith("W/") or self.modified is None:
+            return False
+        try:
+            when = email.utils.parsedate_to_datetime(validator)
+        except (TypeError, ValueError):
+            return False
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        modified = self.modified
+        if modified.tzinfo is None:
+            modified = modified.replace(tzinfo=datetime.UTC)
+        return when == modified
 
     @classmethod
     def get_absolute_path(cls, root: str, path: str) -> str:

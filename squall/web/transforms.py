@@ -61,7 +61,9 @@ class GZipContentEncoding(OutputTransform):
     setting (or `with_encodings`) picks which are allowed, best first.
 
     Compressed: responses whose type is ``text/*`` or one of ``CONTENT_TYPES``,
-    that have no ``Content-Encoding`` yet, and that are streamed or at least
+    that have no ``Content-Encoding`` yet, that are not a range of the body
+    (no ``Content-Range``: Tornado compresses those, and a client cannot
+    decode the part it gets), and that are streamed or at least
     ``MIN_LENGTH`` bytes long. ``Vary: Accept-Encoding`` is added to every
     response, compressed or not, since caches must key on it either way.
     Streamed responses stay one compressed stream, flushed at each chunk.
@@ -152,6 +154,10 @@ class GZipContentEncoding(OutputTransform):
                 self._compressible_type(ctype)
                 and (not finishing or len(chunk) >= self.MIN_LENGTH)
                 and "Content-Encoding" not in headers
+                # A part of the body (206) or a refused range (416): its
+                # Content-Range counts the bytes of the uncoded body, and the
+                # compressed part of a range could not be decoded alone.
+                and "Content-Range" not in headers
             ):
                 coding = self._coding = None
         if coding is not None:

@@ -109,6 +109,26 @@ class ServingTest(StaticTestCase):
             assert response.code == 416, header
             assert response.headers["Content-Range"] == "bytes */20"
 
+    def test_if_range(self) -> None:
+        mtime = int(os.stat(os.path.join(DATA, "digits.txt")).st_mtime)
+        for validator, code in [
+            (f'"{DIGITS_HASH}"', 206),  # the file's entity tag: still the same file
+            (format_timestamp(mtime), 206),  # its Last-Modified
+            ('"an older version"', 200),  # changed since: the whole file
+            (f'W/"{DIGITS_HASH}"', 200),  # a weak tag never matches (RFC 9110 13.1.5)
+            (format_timestamp(mtime - 60), 200),
+            (format_timestamp(mtime + 60), 200),  # only the exact date matches
+            ("garbage", 200),
+        ]:
+            response = self.fetch(
+                "/static/digits.txt", headers={"Range": "bytes=0-3", "If-Range": validator}
+            )
+            assert response.code == code, validator
+            assert response.body == (b"0123" if code == 206 else DIGITS), validator
+        # Without a Range, If-Range changes nothing.
+        response = self.fetch("/static/digits.txt", headers={"If-Range": '"other"'})
+        assert (response.code, response.body) == (200, DIGITS)
+
     def test_head_range(self) -> None:
         response = self.fetch("/static/digits.txt", method="HEAD", headers={"Range": "bytes=2-5"})
         assert (response.code, response.body) == (206, b"")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +73,8 @@ def test_streamed_body_is_one_gzip_stream_decodable_as_it_arrives() -> None:
         ("gzip", headers("image/png"), TEXT, True),  # not compressible
         ("gzip", headers(), b"short", True),  # complete and short
         ("gzip", headers(Content_Encoding="br"), TEXT, True),  # already encoded
+        ("gzip", headers(Content_Range="bytes 0-2799/5000"), TEXT, True),  # a range
+        ("gzip", headers(Content_Range="bytes 0-2799/5000"), TEXT, False),  # a streamed range
     ],
 )
 def test_left_alone(accept: str, h: HTTPHeaders, body: bytes, finishing: bool) -> None:
@@ -123,7 +126,31 @@ class GzipServerTest(AsyncHTTPTestCase):
                     self.write(part)
                     await self.flush()
 
-        return Application([("/big", Big), ("/streamed", Streamed)], compress_response=True)
+        return Application(
+            [("/big", Big), ("/streamed", Streamed)],
+            compress_response=True,
+            static_path=str(Path(__file__).parent),
+        )
+
+    def test_a_range_of_a_static_file_is_sent_as_it_is(self) -> None:
+        whole = Path(__file__).read_bytes()
+        response = self.fetch(
+            "/static/test_transforms.py",
+            decompress_response=False,
+            headers={"Accept-Encoding": "gzip", "Range": "bytes=100-2099"},
+        )
+        assert response.code == 206
+        assert "Content-Encoding" not in response.headers
+        assert response.headers["Content-Range"] == f"bytes 100-2099/{len(whole)}"
+        assert response.body == whole[100:2100]
+        # The whole file is still compressed.
+        response = self.fetch(
+            "/static/test_transforms.py",
+            decompress_response=False,
+            headers={"Accept-Encoding": "gzip"},
+        )
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(response.body) == whole
 
     def test_compressed_response(self) -> None:
         response = self.fetch(

@@ -74,6 +74,17 @@ def _create_signature_v2(secret: _Secret, s: Union[bytes, memoryview]) -> bytes:
     return hmac.digest(utf8(secret), s, hashlib.sha256).hex().encode("ascii")
 
 
+# The last version-2 value signed and its bytes. Signing is a function of
+# its inputs, and the timestamp has a resolution of a second: a program that
+# signs the same value over and over (a login cookie set again on every
+# request, as Jupyter Server does) gets the second one without the HMAC.
+# Only signing looks here; checking a value always computes its signature.
+# One tuple, replaced whole: threads that sign at once never pair one's key
+# with another's bytes.
+_last_signed: list[tuple[object, bytes]] = [(None, b"")]
+_IMMUTABLE = (str, bytes)
+
+
 def _length_prefixed(field: bytes) -> bytes:
     return b"%d:%s" % (len(field), field)
 
@@ -110,10 +121,10 @@ def create_signed_value(
     if clock is None:
         clock = time.time
     timestamp = str(int(clock())).encode("ascii")
-    payload = base64.b64encode(utf8(value))
     if version == 1:
         if isinstance(secret, dict):
             raise ValueError("a dict of secrets needs signed value version 2")
+        payload = base64.b64encode(utf8(value))
         signature = _create_signature_v1(secret, name, payload, timestamp)
         return b"|".join([payload, timestamp, signature])
     if version == 2:
@@ -123,17 +134,28 @@ def create_signed_value(
             # A key_version the dict lacks raises the lookup's KeyError, the
             # exception a Tornado program would catch here.
             secret = secret[key_version]
+        # Remembered only for immutable inputs (a bytearray or a dict of
+        # secrets may change in place between two calls).
+        key_field = str(key_version or 0).encode("ascii")
+        key = (secret, name, value, key_field, timestamp)
+        last = _last_signed[0]
+        if last[0] == key:
+            return last[1]
+        payload = base64.b64encode(utf8(value))
         to_sign = b"|".join(
             [
                 b"2",
-                _length_prefixed(str(key_version or 0).encode("ascii")),
+                _length_prefixed(key_field),
                 _length_prefixed(timestamp),
                 _length_prefixed(utf8(name)),
                 _length_prefixed(payload),
                 b"",
             ]
         )
-        return to_sign + _create_signature_v2(secret, to_sign)
+        signed = to_sign + _create_signature_v2(secret, to_sign)
+        if type(value) in _IMMUTABLE and type(secret) in _IMMUTABLE and type(name) is str:
+            _last_signed[0] = (key, signed)
+        return signed
     raise ValueError(f"Unsupported version {version!r}")
 
 

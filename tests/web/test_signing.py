@@ -226,3 +226,46 @@ def test_key_version_of_v1_and_malformed_values() -> None:
     assert get_signature_key_version(create_signed_value(SECRET, "n", "v", version=1)) is None
     assert get_signature_key_version("2|garbage") is None
     assert get_signature_key_version(create_signed_value(SECRET, "n", "v")) == 0
+
+
+def test_signing_again_within_a_second_skips_the_hmac(monkeypatch: pytest.MonkeyPatch) -> None:
+    from squall.web import signing
+
+    calls = []
+    real = signing._create_signature_v2
+
+    def counting(secret, data):  # type: ignore[no-untyped-def]
+        calls.append(data)
+        return real(secret, data)
+
+    monkeypatch.setattr(signing, "_create_signature_v2", counting)
+    first = create_signed_value(SECRET, "user", "alice", clock=clock)
+    again = create_signed_value(SECRET, "user", "alice", clock=lambda: NOW + 0.9)
+    assert again == first and len(calls) == 1
+    later = create_signed_value(SECRET, "user", "alice", clock=lambda: NOW + 1)
+    assert later != first and len(calls) == 2
+    # Any other input is signed afresh; key version 0 and None write the same field.
+    cases = [
+        ("other secret", "user", "alice"),
+        (SECRET, "session", "alice"),
+        (SECRET, "user", "bob"),
+        (SECRET, "user", b"alice"),
+    ]
+    signed = [create_signed_value(*case, clock=lambda: NOW + 1) for case in cases]
+    assert len(calls) == 6
+    for (secret, name, value), one in zip(cases, signed, strict=True):
+        expected = value.encode() if isinstance(value, str) else value
+        assert decode_signed_value(secret, name, one, clock=clock) == expected
+
+
+def test_signing_again_sees_a_dict_of_secrets_changed_in_place() -> None:
+    keys = {1: "first key"}
+    create_signed_value(keys, "user", "alice", clock=clock, key_version=1)
+    keys[1] = "second key"
+    signed = create_signed_value(keys, "user", "alice", clock=clock, key_version=1)
+    assert decode_signed_value({1: "second key"}, "user", signed, clock=clock) == b"alice"
+    assert decode_signed_value({1: "first key"}, "user", signed, clock=clock) is None
+    # A key version spelt another way writes another field: not the remembered value.
+    create_signed_value({1: SECRET}, "user", "alice", clock=clock, key_version=1)
+    signed = create_signed_value({True: SECRET}, "user", "alice", clock=clock, key_version=True)  # type: ignore[dict-item]
+    assert b"|4:True|" in signed

@@ -304,6 +304,14 @@ class AsyncTestCase(unittest.TestCase):
             if self._timeout_handle is not None:
                 self.io_loop.remove_timeout(self._timeout_handle)
                 self._timeout_handle = None
+            if not self._stopped and self._failure is None:
+                # The loop was stopped by something else (io_loop.stop()):
+                # there is nothing to return, and the test's wait is not over.
+                self._running = False
+                raise self.failureException(
+                    "wait() returned because the IOLoop was stopped without stop(); "
+                    "call self.stop() to end a wait"
+                )
         self._stopped = False
         self._rethrow()
         result = self._stop_args

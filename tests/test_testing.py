@@ -260,6 +260,20 @@ def test_wait_with_a_condition_runs_until_it_holds() -> None:
     assert result.wasSuccessful(), errors_of(result)
 
 
+def test_a_wait_the_loop_ends_without_stop_fails_the_test() -> None:
+    class Case(AsyncTestCase):
+        def test(self) -> None:
+            self.io_loop.add_callback(self.io_loop.stop)
+            with pytest.raises(self.failureException, match="stopped without stop"):
+                self.wait()
+            # A wait after it works as ever.
+            self.io_loop.add_callback(self.stop, "later")
+            assert self.wait() == "later"
+
+    result = run_case(Case("test"))
+    assert result.wasSuccessful(), errors_of(result)
+
+
 def test_wait_timeouts() -> None:
     class Case(AsyncTestCase):
         def test(self) -> None:

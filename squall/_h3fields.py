@@ -25,8 +25,16 @@ every aioquic connection in the process, Squall's or not, as its answers
 are aioquic's. It does so only for the aioquic whose checks it was compared
 with, known by the digest of their source (`KNOWN_SOURCES`): another
 version's checks, which may answer otherwise, are left in place (slower,
-but that version's own answers). qh3 has checks of its own, written
-otherwise; it is left as it is.
+but that version's own answers).
+
+qh3's checks (a Python loop over each name's bytes too) look for uppercase
+and the pseudo-header rules only: a name with a space or a colon inside, a
+value with whitespace at an end, and a connection-specific field such as
+``Connection`` or ``Upgrade`` passed, where RFC 9114 section 4.2 makes
+each a malformed message. `install_qh3` puts the same check in place of
+qh3's ``validate_headers``, answering as qh3's does (the ``:status`` value
+for a response) for every section qh3's accepts and the check does too,
+for the qh3 whose function it was compared with (`KNOWN_QH3_SOURCES`).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Optional
 
-__all__ = ["install", "make_validate_headers"]
+__all__ = ["CONNECTION_SPECIFIC", "install", "install_qh3", "make_validate_headers"]
 
 # What a name may hold, in names joined by LF (the count of LFs says
 # whether a name held one): "!" to "@" (the digits, the colon and the
@@ -178,4 +186,101 @@ def install(module: ModuleType) -> bool:
     module.validate_headers = make_validate_headers(  # type: ignore[attr-defined]
         error, specific, module.validate_header_name, module.validate_header_value
     )
+    return True
+
+
+#: Fields that belong to one HTTP/1.1 connection, which no HTTP/3 field
+#: section may carry (RFC 9114 section 4.2); TE only in a request, and only
+#: as "trailers".
+CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade"}
+)
+_WHITESPACE = (b" ", b"\t")
+# A name's bytes that are faults anywhere in it: controls and space,
+# uppercase, DEL and above.
+_BAD_NAME_BYTES = frozenset([*range(0x21), *range(0x41, 0x5B), *range(0x7F, 0x100)])
+
+
+def _field_checks(
+    error: type[Exception],
+) -> tuple[Callable[[bytes], None], Callable[[bytes, bytes], None]]:
+    """The per-field checks `make_validate_headers` calls to name a fault,
+    raising ``error``; for a stack that has none of its own."""
+
+    def check_name(name: bytes) -> None:
+        # The first faulty byte names the fault.
+        for at, byte in enumerate(name):
+            if byte in _BAD_NAME_BYTES:
+                raise error(f"Header {name!r} contains invalid characters")
+            if byte == 0x3A and at > 0:
+                raise error(f"Header {name!r} contains a non-initial colon")
+
+    def check_value(name: bytes, value: bytes) -> None:
+        if b"\x00" in value or b"\r" in value or b"\n" in value:
+            raise error(f"Header {name!r} value has forbidden characters")
+        if value[:1] in _WHITESPACE:
+            raise error(f"Header {name!r} value starts with whitespace")
+        if value[-1:] in _WHITESPACE:
+            raise error(f"Header {name!r} value ends with whitespace")
+
+    return check_name, check_value
+
+
+#: The `qh3_digest` of each qh3 whose ``validate_headers`` this module's
+#: check was compared with (tests/h3/test_fields.py): qh3 2.1.0's.
+KNOWN_QH3_SOURCES = frozenset({"8bae3d23cdd0ccf38d28e90115b7391794030a2eb301dcb1da0a7115cc7c32f7"})
+
+
+def qh3_digest(module: ModuleType) -> Optional[str]:
+    """SHA-256 of the source of qh3.h3.connection's ``validate_headers`` and
+    the four checks that call it; None where it cannot be read."""
+    names = (
+        "validate_headers",
+        "validate_request_headers",
+        "validate_response_headers",
+        "validate_trailers",
+        "validate_push_promise_headers",
+    )
+    try:
+        text = "".join(inspect.getsource(getattr(module, name)) for name in names)
+    except (AttributeError, OSError, TypeError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def install_qh3(module: ModuleType) -> bool:
+    """Puts the check in place of ``module``'s (qh3.h3.connection)
+    ``validate_headers``; False, and nothing done, where that function is
+    not one `KNOWN_QH3_SOURCES` names."""
+    current = getattr(module, "validate_headers", None)
+    if current is not None and getattr(current, "__module__", None) == __name__:
+        return True
+    error = getattr(module, "MessageError", None)
+    if qh3_digest(module) not in KNOWN_QH3_SOURCES or error is None:
+        return False
+    check = make_validate_headers(error, CONNECTION_SPECIFIC, *_field_checks(error))
+
+    def validate_headers(
+        headers: Any,
+        allowed_pseudo_headers: frozenset[bytes],
+        required_pseudo_headers: frozenset[bytes],
+        extract_header: Optional[bytes] = None,
+    ) -> Optional[bytes]:
+        """qh3's function of that name, refusing what RFC 9114 section 4.2
+        refuses; for a response, its ``:status`` value."""
+        check(
+            headers,
+            # TE (its "trailers" value only) is a request's field.
+            allow_te=b":method" in required_pseudo_headers,
+            allowed_pseudo_headers=allowed_pseudo_headers,
+            required_pseudo_headers=required_pseudo_headers,
+        )
+        if extract_header is None:
+            return None
+        for name, value in headers:
+            if name == extract_header:
+                return value  # type: ignore[no-any-return]
+        return None
+
+    module.validate_headers = validate_headers  # type: ignore[attr-defined]
     return True

@@ -250,6 +250,13 @@ else:
     from qh3.quic.packet import QuicPacketType, encode_quic_retry
     from qh3.quic.retry import QuicRetryTokenHandler
 
+    # qh3's check of each received field section lets through what RFC 9114
+    # section 4.2 makes malformed (a space or colon in a name, whitespace
+    # ending a value, Connection or Upgrade): squall._h3fields' check instead.
+    from squall._h3fields import install_qh3 as _install_qh3_field_check
+
+    _install_qh3_field_check(importlib.import_module("qh3.h3.connection"))
+
 _QH3 = STACK == "qh3"
 # qh3's own calls beyond aioquic's API (untyped for mypy, which checks
 # against aioquic).

@@ -25,9 +25,16 @@ bounds (server and client use it alike).
   after all if its real size or count is over the limit (before aioquic
   validates it byte by byte).
 
+A section the stack's own checks find malformed (RFC 9114 section 4.1.2:
+an uppercase name, a value ending in a space, a pseudo-header missing, out
+of place or unknown), or a body not as long as its Content-Length said, is
+refused the same way, as its stream's error: the stacks closed the whole
+connection over it (H3_MESSAGE_ERROR), failing every other request or
+fetch on it.
+
 A refused section becomes a `HeadersRefused` event, and nothing else of
-that stream is reported; the driver answers it (431 on a server, an error
-for the client's fetch) and stops the stream.
+that stream is reported; the driver answers it (431 or 400 on a server, an
+error for the client's fetch) and stops the stream.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from squall._quicstack import (
     Headers,
     HeadersReceived,
     HeadersState,
+    MessageError,
     ProtocolError,
     QpackDecompressionFailed,
     QuicConnection,
@@ -243,6 +251,18 @@ class GuardedH3Connection(H3Connection):
                 )
                 return []
 
+    if not _QH3:
+
+        def _check_content_length(self, stream: H3Stream) -> None:
+            # aioquic's check that a body is as long as its Content-Length
+            # said (qh3 has none): a mismatch is a malformed message, its
+            # stream's error like any other (RFC 9114 section 4.1.2), where
+            # aioquic closed the connection over it.
+            try:
+                super()._check_content_length(stream)
+            except MessageError as exc:
+                self._refuse(stream, str(exc), malformed=True)
+
     def _check_control_frame_type(self, frame_type: int) -> None:
         # aioquic: called once a control frame's type and length are read.
         super()._check_control_frame_type(frame_type)
@@ -334,6 +354,11 @@ class GuardedH3Connection(H3Connection):
             if frame_type != FrameType.HEADERS:
                 raise _ExcessiveLoad(str(exc)) from None
             self._refuse(stream, str(exc))
+            return []
+        except MessageError as exc:
+            if frame_type != FrameType.HEADERS:
+                raise
+            self._refuse(stream, str(exc), malformed=True)
             return []
 
     def _refuse(self, stream: H3Stream, reason: str, malformed: bool = False) -> None:

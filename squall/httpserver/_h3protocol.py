@@ -430,27 +430,36 @@ class _H3Protocol(_H3Session):
             tunnel.feed_eof()
 
     def _on_refused_head(self, event: HeadersRefused) -> None:
-        """A header section over the limit, refused before it was decoded:
-        431 for a request's head (RFC 9114 section 4.2.2, as HTTP/2 answers
-        an HPACK bomb); a request's trailers over it reset the stream."""
+        """A header section refused: over the limit before it was decoded
+        (431 for a request's head, RFC 9114 section 4.2.2, as HTTP/2 answers
+        an HPACK bomb), or malformed (400, as HTTP/1.1 answers a bad head;
+        section 4.1.2 makes it the stream's error, H3_MESSAGE_ERROR). A
+        request's trailers refused reset its stream."""
         sid = event.stream_id
+        malformed = event.malformed
         stream = self._streams.get(sid)
         if stream is not None:
             gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, event.reason)
-            self.reset_stream(stream, H3Error.H3_EXCESSIVE_LOAD)
+            code = H3Error.H3_MESSAGE_ERROR if malformed else H3Error.H3_EXCESSIVE_LOAD
+            self.reset_stream(stream, code)
             return
         if sid % 4 != 0:
             return
-        gen_log.info(
-            "Malformed HTTP/3 request from %s: header section too large (%s)",
-            self.context,
-            event.reason,
-        )
+        if malformed:
+            status, stop = b"400", H3Error.H3_MESSAGE_ERROR
+            gen_log.info("Malformed HTTP/3 request from %s: %s", self.context, event.reason)
+        else:
+            status, stop = b"431", H3Error.H3_NO_ERROR
+            gen_log.info(
+                "Malformed HTTP/3 request from %s: header section too large (%s)",
+                self.context,
+                event.reason,
+            )
         h3 = self.h3
         assert h3 is not None
         try:
-            h3.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
-            self._quic.stop_stream(sid, H3Error.H3_NO_ERROR)
+            h3.send_headers(sid, [(b":status", status), (b"content-length", b"0")], True)
+            self._quic.stop_stream(sid, stop)
         except Exception:
             pass  # the stream is gone in aioquic already
         self.flush_soon()

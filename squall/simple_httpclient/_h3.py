@@ -22,13 +22,9 @@ from squall._quicstack import (
     H3_ALPN,
     ConnectionTerminated,
     DataReceived,
-    FrameType,
     H3Error,
-    H3Event,
-    H3Stream,
     HandshakeCompleted,
     HeadersReceived,
-    MessageError,
     QuicConfiguration,
     QuicConnection,
     QuicConnectionProtocol,
@@ -122,27 +118,6 @@ class _ClientH3Connection(GuardedH3Connection):
         # (aioquic's; qh3 has no such check.)
         if stream.stream_id not in self.bodiless:
             super()._check_content_length(stream)
-
-    def _handle_request_or_push_frame(
-        self,
-        frame_type: int,
-        frame_data: Optional[bytes],
-        stream: H3Stream,
-        stream_ended: bool,
-        **where: Any,
-    ) -> list[H3Event]:
-        try:
-            return super()._handle_request_or_push_frame(
-                frame_type, frame_data, stream, stream_ended, **where
-            )
-        except MessageError as exc:
-            if frame_type != FrameType.HEADERS:
-                raise
-            # A malformed response (a value with a CR, LF or NUL, a missing
-            # :status) is its stream's error (RFC 9114 section 4.1.2): the
-            # stack closed the connection over it, failing every fetch on it.
-            self._refuse(stream, str(exc), malformed=True)
-            return []
 
 
 class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):

@@ -667,3 +667,92 @@ def test_retry_connection_id_routes_to_the_worker(loop: str) -> None:
                 sources.close()
 
     run(main, loop)
+
+
+# A malformed request (RFC 9114 section 4.1.2) is its stream's error, not
+# the connection's: the stacks closed the whole connection (H3_MESSAGE_ERROR)
+# over one bad field, failing every other request on it.
+MALFORMED_HEADS = {
+    "uppercase name": [("X-Trace", "a")],
+    "space in a name": [("x trace", "a")],
+    "whitespace ending a value": [("x-trace", "a ")],
+    "CR LF in a value": [("x-trace", "a\r\nx-injected: 1")],
+    "NUL in a value": [("x-trace", "a\x00b")],
+    "colon inside a name": [("x:trace", "a")],
+    "connection-specific field": [("connection", "close")],
+    "unknown pseudo-header": [(":protocol-x", "a")],
+    "pseudo-header after a field": [("x-trace", "a"), (":method", "GET")],
+}
+
+
+class Echo(RequestHandler):
+    def put(self) -> None:
+        self.write(self.request.body)
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_HEADS))
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_malformed_request_head_is_its_streams_error(loop: str, case: str) -> None:
+    async def main() -> None:
+        application = Application([("/", Hello), ("/echo", Echo)])
+        async with serving(application, **options()) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            async with h3_client(port) as client:
+                # A request in flight beside the bad one, on the same connection.
+                upload = client.request("/echo", method="PUT", body=b"abc", end=False)
+                with ExpectLog("squall.general", "Malformed HTTP/3 request", level=logging.INFO):
+                    bad = await client.fetch("/", headers=MALFORMED_HEADS[case])
+                assert bad.status == 400, (bad.status, bad.reset)
+                ok = await client.fetch("/")
+                assert (ok.status, ok.body) == (200, b"hello")
+                client.send_body(upload, b"def", end=True)
+                r = client.responses[upload]
+                await client.until(lambda: r.ended or r.reset is not None)
+                assert (r.status, r.body) == (200, b"abcdef")
+                assert client._quic._close_event is None
+
+    run(main, loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_malformed_request_trailers_reset_their_stream(loop: str) -> None:
+    async def main() -> None:
+        application = Application([("/", Hello), ("/echo", Echo)])
+        async with serving(application, **options()) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            async with h3_client(port) as client:
+                sid = client.request("/echo", method="PUT", body=b"abc", end=False)
+                r = client.responses[sid]
+                with ExpectLog("squall.general", "Malformed HTTP/3 request", level=logging.INFO):
+                    client.h3.send_headers(sid, [(b"X-Sum", b"1")], end_stream=True)
+                    client.transmit()
+                    await client.until(lambda: r.ended or r.reset is not None)
+                assert r.reset == 0x10E  # H3_MESSAGE_ERROR
+                ok = await client.fetch("/")
+                assert (ok.status, ok.body) == (200, b"hello")
+                assert client._quic._close_event is None
+
+    run(main, loop)
+
+
+@only_on("aioquic", "qh3 checks no Content-Length against the body: the handler gets it as sent")
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_body_longer_than_its_content_length_is_its_streams_error(loop: str) -> None:
+    async def main() -> None:
+        application = Application([("/", Hello), ("/echo", Echo)])
+        async with serving(application, **options()) as (server, port):
+            await asyncio.gather(*server._h3_tasks)
+            async with h3_client(port) as client:
+                sid = client.request(
+                    "/echo", method="PUT", headers=[("content-length", "3")], end=False
+                )
+                r = client.responses[sid]
+                await client.ping()
+                client.send_body(sid, b"abcdef", end=True)
+                await client.until(lambda: r.ended or r.reset is not None)
+                assert r.reset == 0x10E  # H3_MESSAGE_ERROR
+                ok = await client.fetch("/")
+                assert (ok.status, ok.body) == (200, b"hello")
+                assert client._quic._close_event is None
+
+    run(main, loop)

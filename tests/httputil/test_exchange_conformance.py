@@ -39,7 +39,6 @@ from squall.iostream import IOStream, StreamClosedError
 from squall.web import Application, RequestHandler
 from tests._wait import HANG_GUARD
 
-from ..h3._stack import STACK
 from ..server._fakes import FakeTransport
 
 DEADLINE = HANG_GUARD  # a hang guard, not a measure of speed
@@ -590,19 +589,6 @@ DIVERGES = {
     # Continue): the Tornado contract wins there.
     ("h1", "body_over_the_limit"): "HTTP/1.1 keeps Tornado's 400 (its suite pins it)",
     ("h1", "body_over_the_limit_without_length"): "HTTP/1.1 keeps Tornado's 400",
-    # aioquic's HTTP/3 layer checks Content-Length itself and closes the
-    # connection (H3_MESSAGE_ERROR) before the driver sees the head; that
-    # header path is being reworked (its limits checked before it decodes).
-    # (qh3's does not:
-    # the driver answers 400, as over HTTP/1.1 and HTTP/2.)
-    **(
-        {
-            ("h3", "bad_content_length"): "aioquic closes the connection on it",
-            ("h3", "two_content_lengths"): "aioquic closes the connection on it",
-        }
-        if STACK == "aioquic"
-        else {}
-    ),
     # The HTTP/3 driver refuses a CONNECT without :protocol (400) where
     # HTTP/1.1 and HTTP/2 hand it to the application (which answers 405).
     ("h3", "method_not_served"): "the HTTP/3 driver answers a plain CONNECT with 400",

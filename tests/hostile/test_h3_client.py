@@ -180,8 +180,9 @@ def test_the_client_states_its_limit_in_settings(monkeypatch: pytest.MonkeyPatch
     "section",
     [
         # :status 200, then a literal field "x" whose value has a control
-        # character (RFC 9110 §5.5 refuses every one but HTAB; aioquic
-        # refuses only NUL, CR and LF, qh3 none), or space at its start.
+        # character (RFC 9110 §5.5 refuses every one but HTAB; aioquic's
+        # rules, which squall._h3fields applies on qh3 too, refuse only NUL,
+        # CR and LF), or space at its start.
         b"\x00\x00\xd9\x21x\x03a\x01b",
         b"\x00\x00\xd9\x21x\x03a\x7fb",
         b"\x00\x00\xd9\x21x\x03a\rb",

@@ -484,8 +484,22 @@ class _H3Protocol(_H3Session):
     def _on_data(self, stream: _H3Stream, data: bytes) -> None:
         if not stream.wants_body():
             return
-        if stream.took(len(data)) and not stream.hold_if_busy(data):
+        if not stream.took(len(data)):
+            return
+        if stream.off_its_length(False):
+            self._malformed_body(stream)
+        elif not stream.hold_if_busy(data):
             self._deliver(stream, data)
+
+    def _malformed_body(self, stream: _H3Stream) -> None:
+        # aioquic's H3 layer makes the same check (and refuses the stream
+        # before this sees it); qh3's makes none, and the handler got the
+        # body as sent whatever its Content-Length said.
+        gen_log.info(
+            "Malformed HTTP/3 request from %s: body not as long as its Content-Length",
+            self.context,
+        )
+        self.reset_stream(stream, H3Error.H3_MESSAGE_ERROR)
 
     def _deliver(self, stream: _H3Stream, data: bytes) -> None:
         ret, rest = stream.deliver(data, self._params.chunk_size)
@@ -495,7 +509,9 @@ class _H3Protocol(_H3Session):
             self._block(stream, ret)
 
     def _on_end(self, stream: _H3Stream) -> None:
-        if stream.end_request():
+        if stream.off_its_length(True):
+            self._malformed_body(stream)
+        elif stream.end_request():
             self._retire(stream)
 
     def _block(self, stream: _H3Stream, awaitable: Awaitable[None]) -> None:

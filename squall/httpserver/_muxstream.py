@@ -394,6 +394,17 @@ class _MuxStream(Exchange):
         refused, the stream closed); the driver drops the piece then."""
         return self._delegate is not None and not self._closed
 
+    def off_its_length(self, ended: bool) -> bool:
+        """Whether the body received so far breaks the request's
+        Content-Length: more bytes than it said, or, once the body has
+        ``ended``, fewer (a malformed request, RFC 9114 section 4.1.2).
+        False where no body is wanted any more (answered, refused)."""
+        length = self._length
+        if length < 0 or self._delegate is None or self._closed:
+            return False
+        received = self._received
+        return received > length or (ended and received != length)
+
     def took(self, size: int) -> bool:
         """Count ``size`` more body bytes received: False, and the request
         failed with 413 (`fail`), once they pass the body limit."""

@@ -735,9 +735,11 @@ def test_malformed_request_trailers_reset_their_stream(loop: str) -> None:
     run(main, loop)
 
 
-@only_on("aioquic", "qh3 checks no Content-Length against the body: the handler gets it as sent")
+@pytest.mark.parametrize("body", [b"abcdef", b"ab"], ids=["longer", "shorter"])
 @pytest.mark.parametrize("loop", LOOPS)
-def test_a_body_longer_than_its_content_length_is_its_streams_error(loop: str) -> None:
+def test_a_body_off_its_content_length_is_its_streams_error(loop: str, body: bytes) -> None:
+    # aioquic's H3 layer checks the length; qh3's does not, and Squall's
+    # driver does it there (the handler got the body as it was sent).
     async def main() -> None:
         application = Application([("/", Hello), ("/echo", Echo)])
         async with serving(application, **options()) as (server, port):
@@ -748,7 +750,7 @@ def test_a_body_longer_than_its_content_length_is_its_streams_error(loop: str) -
                 )
                 r = client.responses[sid]
                 await client.ping()
-                client.send_body(sid, b"abcdef", end=True)
+                client.send_body(sid, body, end=True)
                 await client.until(lambda: r.ended or r.reset is not None)
                 assert r.reset == 0x10E  # H3_MESSAGE_ERROR
                 ok = await client.fetch("/")

@@ -314,16 +314,8 @@ class StaticFileHandler(RequestHandler):
         since = self.request.headers.get("If-Modified-Since")
         if since is None or self.modified is None:
             return False
-        try:
-            when = email.utils.parsedate_to_datetime(since)
-        except (TypeError, ValueError):
-            return False
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.UTC)
-        modified = self.modified
-        if modified.tzinfo is None:
-            modified = modified.replace(tzinfo=datetime.UTC)
-        return when >= modified
+        when = _http_date(since)
+        return when is not None and when >= _as_utc(self.modified)
 
     def _if_range_holds(self) -> bool:
         """Whether the request's ``Range`` applies: without ``If-Range``, or
@@ -340,16 +332,8 @@ class StaticFileHandler(RequestHandler):
             return validator == self._headers.get("Etag")
         if validator.startswith("W/") or self.modified is None:
             return False
-        try:
-            when = email.utils.parsedate_to_datetime(validator)
-        except (TypeError, ValueError):
-            return False
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.UTC)
-        modified = self.modified
-        if modified.tzinfo is None:
-            modified = modified.replace(tzinfo=datetime.UTC)
-        return when == modified
+        when = _http_date(validator)
+        return when is not None and when == _as_utc(self.modified)
 
     @classmethod
     def get_absolute_path(cls, root: str, path: str) -> str:
@@ -565,3 +549,17 @@ class StaticFileHandler(RequestHandler):
                 hashes.popitem(last=False)
                 cls._confined.clear()
         return version
+
+
+def _as_utc(when: datetime.datetime) -> datetime.datetime:
+    """``when``, taken as UTC if it carries no zone."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=datetime.UTC)
+
+
+def _http_date(text: str) -> Optional[datetime.datetime]:
+    """An HTTP date (If-Modified-Since, If-Range) as an aware datetime;
+    None if ``text`` is not one."""
+    try:
+        return _as_utc(email.utils.parsedate_to_datetime(text))
+    except (TypeError, ValueError):
+        return None

@@ -20,6 +20,7 @@ import pytest
 import squall.ioloop
 from squall.ioloop import IOLoop, PeriodicCallback
 from squall.platform.asyncio import AsyncIOLoop, AsyncIOMainLoop, BaseAsyncIOLoop
+from tests._clock import LoopClock
 from tests._wait import HANG_GUARD
 
 
@@ -421,14 +422,23 @@ def test_run_sync_timeout(loop: IOLoop) -> None:
 
 
 def test_run_sync_timeout_uncancellable(loop: IOLoop) -> None:
+    # The timeout passes on a clock the task moves once it is inside its
+    # try: a 0.01 s one on the real clock fired, on a loaded machine, before
+    # the task's first step, cancelling it before it could catch anything.
+    clock = LoopClock(loop.asyncio_loop)  # type: ignore[attr-defined]
+
     async def stubborn() -> None:
         try:
+            await clock.advance(2 * HANG_GUARD)
             await asyncio.Event().wait()
         except asyncio.CancelledError:
             await asyncio.sleep(0)  # one more loop turn after swallowing the cancel
 
     # The task catches the cancellation and finishes normally.
-    assert loop.run_sync(stubborn, timeout=0.01) is None
+    try:
+        assert loop.run_sync(stubborn, timeout=HANG_GUARD) is None
+    finally:
+        clock.close()
 
 
 def test_run_sync_stopped_early(loop: IOLoop) -> None:

@@ -551,3 +551,54 @@ def test_the_final_check_sees_a_plain_global(tmp_path: Path) -> None:
         "A = 1\nB: Final = 2\nC: int = 3\nD, E = 4, 5\n__all__ = []\nF: Final[int] = 6\n"
     )
     assert module_level_names(source) == ["A", "C", "D", "E"]
+
+
+# What serves or fetches over HTTP or WebSocket: where the compiled modules
+# run. tests/conftest.py's SAME_ON_BOTH_BUILDS leaves tests/pubsub to the
+# pure run on the ground that none of its files imports one of these.
+SERVING = (
+    "squall.asgi",
+    "squall.h2client",
+    "squall.h3client",
+    "squall.httpclient",
+    "squall.httpserver",
+    "squall.simple_httpclient",
+    "squall.testing",
+    "squall.web",
+    "squall.websocket",
+)
+
+
+def squall_imports(path: Path) -> set[str]:
+    """The squall modules ``path`` imports from, at its top or in a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in names if name.split(".")[0] == "squall"}
+
+
+def serving(name: str) -> bool:
+    return name.startswith(tuple(f"{package}." for package in SERVING)) or name in SERVING
+
+
+def test_the_folders_left_to_the_pure_run_import_nothing_that_serves() -> None:
+    from tests.conftest import FOLDERS_ON_BOTH_BUILDS
+
+    assert serving("squall.web.RequestHandler") and not serving("squall.webtransport")
+    assert FOLDERS_ON_BOTH_BUILDS, "no folder is left to the pure run: drop this test"
+    for folder in FOLDERS_ON_BOTH_BUILDS:
+        files = sorted((ROOT / "tests" / folder).glob("*.py"))
+        assert files, folder
+        if folder == "pubsub/":
+            # test_chaos.py's checker
+            files.append(ROOT / "benchmarks" / "chaos.py")
+        for path in files:
+            found = sorted(name for name in squall_imports(path) if serving(name))
+            assert not found, (
+                f"{path.relative_to(ROOT)} imports {found}: it runs compiled modules, "
+                f"so tests/{folder} is no longer the same on both builds "
+                "(take it out of SAME_ON_BOTH_BUILDS, or move that test)"
+            )

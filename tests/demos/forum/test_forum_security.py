@@ -274,4 +274,4 @@ def test_make_demo_takes_the_documented_sqlite_url_and_refuses_a_bad_one(tmp_pat
         assert b"forum: --db: database URL 'mongodb://x/y' is not understood: use sqlite:///" in err
         assert b"Traceback" not in err
 
-    run(main(), limit=10)
+    run(main())

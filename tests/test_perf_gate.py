@@ -87,6 +87,12 @@ def test_a_count_far_below_its_record_is_reported_not_failed() -> None:
     assert "hello" in verdict.notes[0] and "0.9000" in verdict.notes[0]
 
 
+def test_a_count_of_nothing_fails_rather_than_reads_as_a_gain() -> None:
+    verdict = gate.compare(_record(hello=(100_000.0, 0.005)), _counted(hello=0.0))
+    assert len(verdict.failures) == 1 and verdict.notes == []
+    assert verdict.failures[0].startswith("hello: no instruction was counted")
+
+
 def test_a_threshold_above_two_percent_is_held_at_two() -> None:
     verdict = gate.compare(_record(hello=(100_000.0, 0.10)), _counted(hello=102_500.0))
     assert [f.split(":")[0] for f in verdict.failures] == ["hello costs more than its record"]

@@ -774,7 +774,7 @@ def inner(spec: dict[str, Any]) -> None:
         real.instrument(True)
         getattr(type("_LayoutSeen", (), {}), "not_there", None)
         real.instrument(False)
-    if isinstance(real, _OpCounter):
+    else:
         report["_ops"] = {str(slot): n for slot, n in real.counts.items()}
         if real.functions is not None:
             report["_ops_by_function"] = {

@@ -2,8 +2,9 @@
 links, option names keep their double dash, and the front page renders in
 headless Chromium.
 
-``make docs`` builds docs/_build/html (with ``-n -W``) before the tests run;
-when that build is missing or older than its sources, the fixture builds it
+``make docs`` builds docs/_build/html (with ``-n -W``; in ``make test``
+beside the suite, under the lock the fixture takes too); when that build is
+missing or older than its sources, the fixture builds it
 (with the same options, so a reference that does not resolve fails here too,
 and from the pure modules, as make docs does, also when the suite runs
 against the compiled build).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import os
 import subprocess
 import sys
@@ -49,24 +51,29 @@ def _sources() -> list[Path]:
 @pytest.fixture(scope="module")
 def site() -> Path:
     # Sphinx rewrites only the pages that changed: make docs (and this
-    # fixture) touch a stamp after a build.
-    stamp = HTML / ".built"
-    newest = max(p.stat().st_mtime for p in _sources())
-    if not stamp.exists() or stamp.stat().st_mtime < newest:
-        # The reference is generated from the pure modules' docstrings, as
-        # make docs generates it. mypyc keeps no docstring of a compiled class
-        # or method: on the compiled build (make test-compiled, make dist)
-        # HTTPServerRequest would vanish from the page and every reference to
-        # it would fail to resolve.
-        env = dict(os.environ, SQUALL_NO_SPEEDUPS="1")
-        subprocess.run(
-            [sys.executable, "-m", "sphinx", "-n", "-W", "--keep-going", "-q", "-b", "html"]
-            + [str(DOCS), str(HTML)],
-            check=True,
-            timeout=600,
-            env=env,
-        )
-        stamp.touch()
+    # fixture) touch a stamp after a build. make test builds the docs beside
+    # the pure suite: both build under the same lock, so the tests read a
+    # whole site, never one half written.
+    HTML.mkdir(parents=True, exist_ok=True)
+    with open(DOCS / "_build" / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = HTML / ".built"
+        newest = max(p.stat().st_mtime for p in _sources())
+        if not stamp.exists() or stamp.stat().st_mtime < newest:
+            # The reference is generated from the pure modules' docstrings, as
+            # make docs generates it. mypyc keeps no docstring of a compiled
+            # class or method: on the compiled build (make test-compiled, make
+            # dist) HTTPServerRequest would vanish from the page and every
+            # reference to it would fail to resolve.
+            env = dict(os.environ, SQUALL_NO_SPEEDUPS="1")
+            subprocess.run(
+                [sys.executable, "-m", "sphinx", "-n", "-W", "--keep-going", "-q", "-b", "html"]
+                + [str(DOCS), str(HTML)],
+                check=True,
+                timeout=600,
+                env=env,
+            )
+            stamp.touch()
     return HTML
 
 

@@ -602,3 +602,38 @@ def test_the_folders_left_to_the_pure_run_import_nothing_that_serves() -> None:
                 f"so tests/{folder} is no longer the same on both builds "
                 "(take it out of SAME_ON_BOTH_BUILDS, or move that test)"
             )
+
+
+def test_what_one_run_of_make_test_leaves_out_the_other_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.conftest import LEFT_TO_THE_COMPILED_RUN, SAME_ON_BOTH_BUILDS, _left_out
+
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile[makefile.index("\ntest:\n") :]
+    recipe = recipe[: recipe.index("\n\n")]
+    # The pure stage leaves the system tests out; nothing else does.
+    assert recipe.count("SQUALL_LEAVE_TO_COMPILED=1") == 1
+    assert 'stage "pytest, pure" env SQUALL_LEAVE_TO_COMPILED=1' in recipe
+    assert 'stage "pytest, compiled" $$m test-compiled' in recipe
+    paths = [
+        *SAME_ON_BOTH_BUILDS,
+        *(f"{folder}test_x.py" for folder in LEFT_TO_THE_COMPILED_RUN),
+        "pubsub/test_x.py",
+        "h1/test_x.py",
+        "test_gen.py",
+    ]
+    for path in paths:
+        left = []
+        for expect_compiled, leave in (("", "1"), ("1", "")):
+            monkeypatch.setenv("SQUALL_EXPECT_COMPILED", expect_compiled)
+            monkeypatch.setenv("SQUALL_LEAVE_TO_COMPILED", leave)
+            left.append(_left_out(path) is not None)
+        assert left.count(True) <= 1, f"tests/{path} runs on neither build"
+    # A compiled run that happens to inherit the variable still runs all.
+    monkeypatch.setenv("SQUALL_EXPECT_COMPILED", "1")
+    monkeypatch.setenv("SQUALL_LEAVE_TO_COMPILED", "1")
+    assert _left_out("cli/test_run.py") is None
+    monkeypatch.setenv("SQUALL_EXPECT_COMPILED", "")
+    assert _left_out("cli/test_run.py") is not None
+    assert _left_out("h1/test_x.py") is None

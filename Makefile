@@ -168,7 +168,7 @@ test:
 	echo "== the compiled build and suite ($(TEST_OUT)/compiled-build.log):"; cat $(TEST_OUT)/compiled-build.log; \
 	echo "== Python $(NEWER_PYTHON) ($(TEST_OUT)/newer.log):"; tail -n 40 $(TEST_OUT)/newer.log; \
 	echo "== the instruction-count gate ($(TEST_OUT)/gate-stage.log):"; cat $(TEST_OUT)/gate-stage.log; \
-	echo; cat $(TEST_OUT)/stages; cat $(TEST_OUT)/pure.summary $(TEST_OUT)/compiled.summary $(TEST_OUT)/newer.summary $(TEST_OUT)/gate.summary 2>/dev/null; exit $$status
+	echo; cat $(TEST_OUT)/stages; cat $(TEST_OUT)/pure.summary $(TEST_OUT)/compiled-system.summary $(TEST_OUT)/compiled.summary $(TEST_OUT)/newer.summary $(TEST_OUT)/gate.summary 2>/dev/null; exit $$status
 
 # The documentation site (docs/, Sphinx): API reference generated from the
 # docstrings, the `squall run` reference from its argument parser; warnings
@@ -238,8 +238,24 @@ test-compiled: $(COMPILED_VENV)/.compiled system-deps
 	@# site's tests to the pure one, and compiles its own bytecode).
 	rm -rf $(COMPILED_VENV)/tree && mkdir -p $(COMPILED_VENV)/tree && \
 	  tar -cf - --exclude=docs/_build --exclude=__pycache__ $(TREE_FOR_TESTS) | tar -xf - -C $(COMPILED_VENV)/tree
+ifeq ($(strip $(PYTEST_FLAGS)),)
+	@$(MAKE) --no-print-directory compiled-part NAME=compiled-system PART="$(COMPILED_SYSTEM_TESTS)" > /dev/null 2>&1 & system=$$!; \
+	$(MAKE) --no-print-directory compiled-part NAME=compiled PART="$(addprefix --ignore=,$(COMPILED_SYSTEM_TESTS))"; rc=$$?; \
+	wait $$system || { rc=1; echo "== the system tests, compiled, failed ($(TEST_OUT)/compiled-system.log):"; tail -n 80 $(TEST_OUT)/compiled-system.log; }; \
+	cat $(TEST_OUT)/compiled-system.summary $(TEST_OUT)/compiled.summary; exit $$rc
+else
 	$(call summarized,compiled,$(call pytest_installed,$(COMPILED_VENV),SQUALL_EXPECT_COMPILED=1 SQUALL_QUIC=qh3))
 	@cat $(TEST_OUT)/compiled.summary
+endif
+
+# The compiled suite runs as two processes side by side: the system tests
+# (they mostly wait, on workers' restarts, browsers, brokers and killed
+# primaries) and the rest, so that one's waits are the other's CPU. As one
+# process, with the pure suite done, it ran the last 2-3 minutes of make
+# test on half the machine. (PYTEST_FLAGS set: one process, as given.)
+COMPILED_SYSTEM_TESTS := tests/cli tests/demos tests/resume
+compiled-part:
+	$(call summarized,$(NAME),$(call pytest_installed,$(COMPILED_VENV),SQUALL_EXPECT_COMPILED=1 SQUALL_QUIC=qh3) $(PART))
 
 # The instruction-count gate (benchmarks/gate.py: a slowdown is caught by a count, not by chance): each workload
 # (hello, JSON, Starlette, FastAPI, long-poll wake, write_message, broadcast,
@@ -304,7 +320,7 @@ gate-record: valgrind redis-server $(sort $(foreach r,$(GATE_RUNS),$(call gate_s
 	  $${run%:*} benchmarks/gate.py record --build $${run##*:} --reason "$(REASON)" $(foreach w,$(WORKLOAD),--workload $(w)) & pids="$$pids $$!"; \
 	done; status=0; for p in $$pids; do wait $$p || status=1; done; exit $$status
 
-.PHONY: gate gate-record gate-own-venvs valgrind redis-server
+.PHONY: gate gate-record gate-own-venvs valgrind redis-server compiled-part
 
 # This tree against an earlier Squall (wall-clock, where the gate counts): REF and the working tree
 # each built into a venv of its own (build/ab/, cached by commit or by the

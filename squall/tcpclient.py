@@ -137,6 +137,26 @@ class _Connector:
                 )
         return self.future
 
+    async def winner(
+        self,
+        timeout: float = _INITIAL_CONNECT_TIMEOUT,
+        connect_timeout: Union[float, datetime.timedelta, None] = None,
+    ) -> tuple[Any, Any, Any]:
+        """Starts the race (as `start`) and waits for its winner.
+
+        A caller cancelled once the winner is known but before it resumes
+        (its deadline fired in the loop iteration that connected) does not
+        get the winner, which nobody would then close: it is closed here.
+        Cancelling `future` itself cannot do it, as it is already done.
+        """
+        future = self.start(timeout, connect_timeout)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result()[2].close()
+            raise
+
     def on_timeout(self) -> None:
         """The secondary family's delay is over: start it if still needed."""
         self._delay_handle = None
@@ -356,7 +376,7 @@ class TCPClient:
                 self._create_stream, max_buffer_size, source_ip=source_ip, source_port=source_port
             ),
         )
-        _af, addr, stream = await connector.start(connect_timeout=deadline)
+        _af, addr, stream = await connector.winner(connect_timeout=deadline)
         if ssl_options is None:
             return cast(IOStream, stream)
         handshake = stream.start_tls(False, ssl_options=ssl_options, server_hostname=host)

@@ -292,6 +292,42 @@ def test_cancelling_the_race_closes_every_stream() -> None:
     run(main())
 
 
+def test_a_caller_cancelled_as_the_race_is_won_closes_the_winner() -> None:
+    # The caller's own deadline (a request timeout) fires in the loop
+    # iteration that connected: the race's future holds the winner, the
+    # caller never takes it, and nobody else would close it (seen as an
+    # unclosed socket's ResourceWarning under load).
+    async def main() -> None:
+        attempts = Attempts()
+        connector = _Connector([(FAM_A, "a1")], attempts)
+        caller = asyncio.ensure_future(connector.winner())
+        await turn()
+        attempts.futures["a1"].set_result(attempts.streams["a1"])
+        # One turn: the attempt's callback sets the race's result, and the
+        # caller's wake-up is queued behind this task's.
+        await turn()
+        assert connector.future.done() and not caller.done()
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert attempts.streams["a1"].closed
+
+    run(main())
+
+
+def test_a_caller_of_winner_gets_it_open() -> None:
+    async def main() -> None:
+        attempts = Attempts()
+        connector = _Connector([(FAM_A, "a1")], attempts)
+        caller = asyncio.ensure_future(connector.winner())
+        await turn()
+        await attempts.succeed("a1")
+        assert await caller == (FAM_A, "a1", attempts.streams["a1"])
+        assert not attempts.streams["a1"].closed
+
+    run(main())
+
+
 def test_connect_timeout_names_attempts_in_flight() -> None:
     async def main() -> None:
         attempts = Attempts()

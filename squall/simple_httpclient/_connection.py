@@ -478,7 +478,7 @@ async def connect_socket(
     connector = _Connector(addrinfo, functools.partial(_start_attempt, loop, source_ip))
     # A timeout names the addresses still being tried, as Tornado's does.
     watcher.connect_phase(connector.connecting_phase)
-    _family, address, attempt = await connector.start()
+    _family, address, attempt = await connector.winner()
     return cast(_Attempt, attempt).sock, address
 
 

@@ -338,6 +338,12 @@ class _H3Protocol(_H3Session):
                 elif raw_name == b":protocol":
                     protocol = raw_value.decode("latin-1")
                 continue
+            if not raw_name:
+                # The QUIC stacks let an empty name through; a name is a
+                # token of one character at least (RFC 9110 section 5.1),
+                # and HTTP/1.1 and HTTP/2 refuse one.
+                self.refuse_request(stream, 400, "empty header name")
+                return
             fields.append((raw_name.decode("latin-1"), raw_value.decode("latin-1")))
         if size > self.max_header_size:
             self.refuse_request(stream, 431, "header section too large")

@@ -291,6 +291,36 @@ class SeenValues(RequestHandler):
         self.write(repr(self.request.headers.get_list("X-C")))
 
 
+class EmptyNameAdded:
+    """A QPACK encoder that ends the first field section with ``"": "v"``,
+    a field the stacks' encoders refuse to write and their decoders refuse
+    as a literal but take from the dynamic table: an entry with a name of
+    no bytes is inserted (RFC 9204 sections 4.3.1 and 4.3.3), and the
+    section refers to it (section 4.5.2)."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+
+    def encode(self, stream_id: int, headers: Any) -> tuple[bytes, bytes]:
+        updates, block = self.encoder.encode(stream_id, headers)
+        # Nothing of the encoder's own in the table: the entry is the
+        # first, and the section's prefix (Required Insert Count 0, Base 0)
+        # can be rewritten to count it.
+        assert updates == b"" and block[:2] == b"\x00\x00", (updates, block)
+        capacity_64 = b"\x3f\x21"
+        insert = b"\x40\x01v"
+        # Required Insert Count 1 (encoded 2), Base 1; relative index 0.
+        return capacity_64 + insert, b"\x02\x00" + block[2:] + b"\x80"
+
+    def feed_decoder(self, data: bytes) -> None:
+        # The server's acknowledgements count the entry this encoder did
+        # not make, which it would take for a decoder stream error.
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoder, name)
+
+
 class H3RequestValueTest(H3TestCase):
     def get_app(self) -> Application:
         return Application([("/seen", SeenValues)])
@@ -318,6 +348,29 @@ class H3RequestValueTest(H3TestCase):
             # UTF-8, C2 85, read as latin-1), are taken as HTTP/1.1 takes them.
             r = await client.fetch("/seen", headers=[("x-c", "a\tb"), ("x-c", "n\x85")])
             assert (r.status, r.body) == (200, repr(["a\tb", "n\xc2\x85"]).encode())
+
+
+class H3EmptyNameTest(H3TestCase):
+    def get_app(self) -> Application:
+        return Application([("/seen", SeenValues)])
+
+    @gen_test
+    async def test_a_field_with_an_empty_name_is_refused(self) -> None:
+        # HTTP/1.1 and HTTP/2 refuse it; over HTTP/3 it reached the handler
+        # as a header named "".
+        import logging
+
+        from squall.testing import ExpectLog
+
+        await self.started()
+        async with h3_client(self.get_http_port()) as client:
+            encoder = client.h3._encoder
+            client.h3._encoder = EmptyNameAdded(encoder)
+            with ExpectLog(
+                "squall.general", "Malformed HTTP/3 request.*empty header name", level=logging.INFO
+            ):
+                r = await client.fetch("/seen")
+            assert (r.status, r.body) == (400, b"")
 
 
 class Cookies(RequestHandler):

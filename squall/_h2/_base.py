@@ -367,7 +367,13 @@ class H2Base:
         ):
             # RFC 9113 §8.1.1: a body that disagrees with Content-Length.
             self.consumed(sid, flow)
-            self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events)
+            self._stream_error(
+                sid,
+                ErrorCode.PROTOCOL_ERROR,
+                events,
+                f"{received} bytes of body {'so far' if received > declared else 'in all'} "
+                f"where Content-Length is {declared}",
+            )
             return
         if data:
             events.append(Data(sid, data, flow))
@@ -442,11 +448,12 @@ class H2Base:
             self._undecodable(exc)
         self._headers_done(sid, flags, fields, bool(flags & 0x100), events, now)
 
-    def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:
-        """Reset ``sid`` for a stream error; tell the driver if it knew the stream."""
+    def _stream_error(self, sid: int, code: int, events: list[Event], reason: str = "") -> None:
+        """Reset ``sid`` for a stream error; tell the driver if it knew the
+        stream, and ``reason``, what the peer broke."""
         if sid in self._streams:
             self.reset(sid, code)
-            events.append(StreamReset(sid, code, False))
+            events.append(StreamReset(sid, code, False, reason))
         elif sid <= self._highest and sid not in self._reset_by_us and not self._terminated:
             # A closed stream that the peer still sends on.
             self._send_reset(sid, code)

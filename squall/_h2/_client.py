@@ -164,11 +164,23 @@ class H2ClientConnection(H2Base):
         checked = _response_problem(fields, out, stream.declared != -1)
         if isinstance(checked, str) or cyclic:
             # RFC 9113 §8.1.1: a malformed response is a stream error.
-            self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events)
+            reason = checked if isinstance(checked, str) else "a stream that depends on itself"
+            self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events, reason)
             return
         if checked == 0:
             if not end_stream:
-                self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events)
+                self._stream_error(
+                    sid, ErrorCode.PROTOCOL_ERROR, events, "trailers without END_STREAM"
+                )
+                return
+            if stream.declared >= 0 and stream.received != stream.declared:
+                self._stream_error(
+                    sid,
+                    ErrorCode.PROTOCOL_ERROR,
+                    events,
+                    f"{stream.received} bytes of body in all where Content-Length is "
+                    f"{stream.declared}",
+                )
                 return
             if out:
                 events.append(Trailers(sid, out))
@@ -176,7 +188,14 @@ class H2ClientConnection(H2Base):
             # 1xx: more heads follow; nothing for the fetch to do (101 is
             # not allowed in HTTP/2, §8.6).
             if checked == 101 or end_stream:
-                self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events)
+                self._stream_error(
+                    sid,
+                    ErrorCode.PROTOCOL_ERROR,
+                    events,
+                    "a 101 response"
+                    if checked == 101
+                    else f"a {checked} response ending the stream",
+                )
             return
         else:
             stream.declared = -2  # a final head arrived: the next block is trailers
@@ -184,6 +203,14 @@ class H2ClientConnection(H2Base):
                 lengths = [v for n, v in out if n == "content-length"]
                 if len(lengths) == 1 and lengths[0].isascii() and lengths[0].isdigit():
                     stream.declared = int(lengths[0])
+            if end_stream and stream.declared > 0:
+                self._stream_error(
+                    sid,
+                    ErrorCode.PROTOCOL_ERROR,
+                    events,
+                    f"0 bytes of body in all where Content-Length is {stream.declared}",
+                )
+                return
             events.append(Response(sid, checked, out))
         if end_stream:
             self._remote_end(sid, stream, events)

@@ -136,14 +136,17 @@ class StreamReset:
         stream_id: The stream.
         error_code: The RST_STREAM error code.
         remote: Whether the peer sent it.
+        reason: What the peer broke, when we reset the stream for it
+            ("" if the peer reset it, or where no more is said).
     """
 
-    __slots__ = ("stream_id", "error_code", "remote")
+    __slots__ = ("stream_id", "error_code", "remote", "reason")
 
-    def __init__(self, stream_id: int, error_code: int, remote: bool) -> None:
+    def __init__(self, stream_id: int, error_code: int, remote: bool, reason: str = "") -> None:
         self.stream_id = stream_id
         self.error_code = error_code
         self.remote = remote
+        self.reason = reason
 
     def __repr__(self) -> str:
         return f"StreamReset({self.stream_id}, {self.error_code}, remote={self.remote})"

@@ -164,10 +164,13 @@ class _H2ClientProtocol(StreamResponses, asyncio.Protocol):
                 assert isinstance(event, StreamReset)
                 fetch = self.streams.pop(event.stream_id, None)
                 if fetch is not None:
-                    by = "the server" if event.remote else "us: the server broke HTTP/2"
-                    self.fail(
-                        fetch, HTTPStreamClosedError(f"stream reset by {by} ({event.error_code})")
-                    )
+                    if event.remote:
+                        said = f"stream reset by the server ({event.error_code})"
+                    else:
+                        said = f"stream reset by us: the server broke HTTP/2 ({event.error_code})"
+                        if event.reason:
+                            said += f": {event.reason}"
+                    self.fail(fetch, HTTPStreamClosedError(said))
             elif kind is GoAway:
                 assert isinstance(event, GoAway)
                 self.goaway = True

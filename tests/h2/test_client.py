@@ -616,3 +616,51 @@ class SameAsHTTP1Test(AsyncHTTPTestCase):
             with pytest.raises(HTTPStreamClosedError) as info:
                 await future
             assert str(info.value) == words, path
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ([(":status", "200"), ("X-Upper", "1")], "invalid field name 'X-Upper'"),
+        (
+            [(":status", "200"), ("content-length", "9")],
+            "0 bytes of body in all where Content-Length is 9",
+        ),
+    ],
+)
+def test_a_malformed_response_fails_the_fetch_saying_what_was_wrong(
+    fields: list[tuple[str, str]], reason: str
+) -> None:
+    # A server that answers stream 1 as told, once it has the client's
+    # preface and request: the fetch's error names the fault, not only
+    # the reset's code.
+    import hpack
+    from hyperframe.frame import HeadersFrame, SettingsFrame
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(24)  # the client's preface
+        writer.write(SettingsFrame(0).serialize())
+        block = hpack.Encoder().encode(fields)
+        writer.write(HeadersFrame(1, data=block, flags=("END_HEADERS", "END_STREAM")).serialize())
+        try:
+            await writer.drain()
+            await reader.read()  # until the client closes
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = H2AsyncHTTPClient(force_instance=True, http2_prior_knowledge=True)
+        try:
+            with pytest.raises(HTTPStreamClosedError) as caught:
+                await client.fetch(f"http://127.0.0.1:{port}/", request_timeout=HANG_GUARD)
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+        said = str(caught.value)
+        assert said.startswith("stream reset by us: the server broke HTTP/2"), said
+        assert reason in said, said
+
+    asyncio.run(asyncio.wait_for(main(), HANG_GUARD))

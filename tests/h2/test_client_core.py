@@ -176,30 +176,34 @@ def head_block(fields: list[tuple[str, str]], sid: int, flags: tuple[str, ...]) 
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "reason"),
     [
-        [("x-a", "1")],  # no :status
-        [(":status", "2000")],
-        [(":status", "200"), (":status", "200")],
-        [(":status", "200"), ("X-Upper", "1")],
-        [(":status", "200"), ("connection", "close")],
-        [(":status", "200"), (":path", "/")],
-        [("x-a", "1"), (":status", "200")],
+        ([("x-a", "1")], "no :status"),
+        ([(":status", "2000")], "invalid :status '2000'"),
+        ([(":status", "200"), (":status", "200")], "repeated pseudo-header :status"),
+        ([(":status", "200"), ("X-Upper", "1")], "invalid field name 'X-Upper'"),
+        ([(":status", "200"), ("connection", "close")], "connection-specific field 'connection'"),
+        ([(":status", "200"), (":path", "/")], "pseudo-header :path"),
+        ([("x-a", "1"), (":status", "200")], "pseudo-header :status"),
         # RFC 9110 §5.5: no control character but HTAB in a value (as the
         # HTTP/1.1 client refuses it), nor whitespace at its ends.
-        [(":status", "200"), ("x-a", "a\x01b")],
-        [(":status", "200"), ("x-a", "a\x7fb")],
-        [(":status", "200"), ("x-a", "a\rb")],
-        [(":status", "200"), ("x-a", "a\x00b")],
-        [(":status", "200"), ("x-a", " a")],
+        ([(":status", "200"), ("x-a", "a\x01b")], "invalid value of 'x-a'"),
+        ([(":status", "200"), ("x-a", "a\x7fb")], "invalid value of 'x-a'"),
+        ([(":status", "200"), ("x-a", "a\rb")], "invalid value of 'x-a'"),
+        ([(":status", "200"), ("x-a", "a\x00b")], "invalid value of 'x-a'"),
+        ([(":status", "200"), ("x-a", " a")], "invalid value of 'x-a'"),
+        ([(":status", "101")], "a 101 response"),
+        ([(":status", "103")], "a 103 response ending the stream"),
     ],
 )
-def test_malformed_response_is_a_stream_error(fields: list[tuple[str, str]]) -> None:
+def test_malformed_response_is_a_stream_error(fields: list[tuple[str, str]], reason: str) -> None:
     client, _ = pair()
     sid = client.send_request("GET", "https", "a.b", "/", [], True)
     client.data_to_send()
     events = client.receive_data(head_block(fields, sid, ("END_STREAM",)), 0.0)
     assert [(type(e), e.remote) for e in events] == [(StreamReset, False)]  # type: ignore[union-attr]
+    # What the server broke is said, for the fetch's error.
+    assert reason in events[0].reason  # type: ignore[union-attr]
     # RST_STREAM PROTOCOL_ERROR on that stream.
     assert client.data_to_send() == RstStreamFrame(sid, error_code=1).serialize()
 
@@ -236,6 +240,35 @@ def test_response_body_longer_than_its_content_length_is_reset() -> None:
     )
     events = client.receive_data(data, 0.0)
     assert [type(e) for e in events] == [Response, StreamReset]
+    assert events[1].reason == "7 bytes of body so far where Content-Length is 1"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("body", "ending", "reason"),
+    [
+        (b"", "head", "0 bytes of body in all where Content-Length is 5"),
+        (b"ab", "trailers", "2 bytes of body in all where Content-Length is 5"),
+        (b"ab", "data", "2 bytes of body in all where Content-Length is 5"),
+    ],
+)
+def test_response_body_shorter_than_its_content_length_is_reset(
+    body: bytes, ending: str, reason: str
+) -> None:
+    # However the stream ends: on the head itself, on trailers, or on DATA.
+    client, _ = pair()
+    sid = client.send_request("GET", "https", "a.b", "/", [], True)
+    head = [(":status", "200"), ("content-length", "5")]
+    if ending == "head":
+        data = head_block(head, sid, ("END_STREAM",))
+    elif ending == "trailers":
+        data = head_block(head, sid, ()) + DataFrame(sid, data=body).serialize()
+        data += head_block([("x-t", "1")], sid, ("END_STREAM",))
+    else:
+        data = head_block(head, sid, ())
+        data += DataFrame(sid, data=body, flags=("END_STREAM",)).serialize()
+    events = client.receive_data(data, 0.0)
+    assert isinstance(events[-1], StreamReset) and events[-1].reason == reason
+    assert not any(isinstance(e, EndOfStream) for e in events)
 
 
 def test_headers_on_a_stream_the_client_never_opened() -> None:

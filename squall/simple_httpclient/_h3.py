@@ -97,8 +97,11 @@ def parse_alt_svc(value: str) -> Optional[list[tuple[str, str, int, float]]]:
 class _ClientH3Connection(GuardedH3Connection):
     """The client's H3 layer: a response that has no body (to a HEAD, a 304)
     may still carry the ``Content-Length`` of the body it would have had
-    (RFC 9110 §8.6); aioquic's check of that field against the body would
-    close the whole connection over it."""
+    (RFC 9110 §8.6). A body and its ``Content-Length`` are compared by the
+    protocol (`_H3ClientProtocol.lengths`), which fails that fetch alone:
+    aioquic's own check closed the whole connection over one response, and
+    checked only a body whose last DATA frame ended the stream; qh3 has
+    none."""
 
     def __init__(self, quic: QuicConnection, max_field_section: int) -> None:
         # Request streams whose response has no body, whatever it says.
@@ -115,9 +118,13 @@ class _ClientH3Connection(GuardedH3Connection):
         return headers
 
     def _check_content_length(self, stream: Any) -> None:
-        # (aioquic's; qh3 has no such check.)
-        if stream.stream_id not in self.bodiless:
-            super()._check_content_length(stream)
+        pass  # aioquic's, made by the protocol per fetch
+
+
+def _length_error(received: int, declared: int, when: str) -> HTTPStreamClosedError:
+    return HTTPStreamClosedError(
+        f"HTTP/3 response: {received} bytes of body {when} where Content-Length is {declared}"
+    )
 
 
 class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
@@ -138,6 +145,10 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         limit = client.max_header_size or client.http2_limits.max_header_list_size
         self.h3 = _ClientH3Connection(quic, limit)
         self.streams: dict[int, StreamFetch] = {}
+        # (Content-Length, body bytes so far) of each response that has both
+        # a body and a valid Content-Length: they must agree (RFC 9114
+        # section 4.1.2).
+        self.lengths: dict[int, tuple[int, int]] = {}
         self.closed = False
         # A draining server's GOAWAY frame is read and dropped by aioquic's
         # H3 layer; its refusal of a new stream (H3_REQUEST_REJECTED) says it.
@@ -225,12 +236,23 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
             if fetch.headers is None:
                 self.abandon(fetch, HTTPStreamClosedError("HTTP/3 body before the response head"))
                 return
+            length = self.lengths.get(sid)
+            if length is not None:
+                declared, received = length
+                received += len(event.data)
+                if received > declared:
+                    self.abandon(fetch, _length_error(received, declared, "so far"))
+                    return
+                self.lengths[sid] = (declared, received)
             self.on_body(fetch, event.data)
         if event.stream_ended and self.streams.get(sid) is fetch:
             del self.streams[sid]
             self.h3.bodiless.discard(sid)
+            length = self.lengths.pop(sid, None)
             if fetch.headers is None:
                 self.fail(fetch, HTTPStreamClosedError("HTTP/3 stream ended without a response"))
+            elif length is not None and length[0] != length[1]:
+                self.fail(fetch, _length_error(length[1], length[0], "in all"))
             else:
                 self.on_end(fetch)
 
@@ -245,6 +267,11 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         if not 100 <= status <= 599:
             self.abandon(fetch, HTTPStreamClosedError(f"HTTP/3 response with status {status!r}"))
         elif status >= 200:
+            sid = fetch.stream_id
+            if sid not in self.h3.bodiless:
+                lengths = [value for name, value in fields if name == "content-length"]
+                if len(lengths) == 1 and lengths[0].isascii() and lengths[0].isdigit():
+                    self.lengths[sid] = (int(lengths[0]), 0)
             self.on_head(fetch, status, fields)
         # 1xx (103 Early Hints, say): interim, the final head follows
 
@@ -253,6 +280,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         if fetch is None:
             return
         self.h3.bodiless.discard(event.stream_id)
+        self.lengths.pop(event.stream_id, None)
         if event.error_code == H3Error.H3_REQUEST_REJECTED and not fetch.retried:
             # Not processed (RFC 9114 §4.1.1): safe to send again, once,
             # on a new connection; this one takes no more.
@@ -333,6 +361,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
 
     def reset_stream(self, stream_id: int) -> None:
         self.h3.bodiless.discard(stream_id)
+        self.lengths.pop(stream_id, None)
         try:
             self._quic.reset_stream(stream_id, H3Error.H3_REQUEST_CANCELLED)
             self._quic.stop_stream(stream_id, H3Error.H3_REQUEST_CANCELLED)

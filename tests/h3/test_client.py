@@ -653,3 +653,61 @@ def test_parse_alt_svc() -> None:
     assert parse_alt_svc('h3=":99999", h3=":8443"') == [("h3", "", 8443, 86400.0)]
     assert parse_alt_svc("h3=:443") is None
     assert parse_alt_svc("") is None
+
+
+def test_a_body_that_disagrees_with_its_content_length_fails_that_fetch_alone() -> None:
+    """RFC 9114 section 4.1.2: a response whose body does not add up to its
+    Content-Length is malformed. On aioquic's stack it closed the whole
+    connection, and only when the last DATA frame ended the stream; qh3's
+    took it as it came."""
+    asyncio.run(asyncio.wait_for(_lengths_that_lie(), HANG_GUARD))
+
+
+async def _lengths_that_lie() -> None:
+    from aioquic.asyncio import QuicConnectionProtocol, serve
+    from aioquic.h3.connection import H3_ALPN, H3Connection
+    from aioquic.h3.events import HeadersReceived
+    from aioquic.quic.configuration import QuicConfiguration
+
+    answers = {b"/short": (b"9", b"abc"), b"/long": (b"2", b"abcdef"), b"/fine": (b"3", b"abc")}
+
+    class Lying(QuicConnectionProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.h3 = H3Connection(self._quic)
+
+        def quic_event_received(self, event: Any) -> None:
+            for h3_event in self.h3.handle_event(event):
+                if isinstance(h3_event, HeadersReceived):
+                    declared, body = answers[dict(h3_event.headers)[b":path"]]
+                    head = [(b":status", b"200"), (b"content-length", declared)]
+                    self.h3.send_headers(h3_event.stream_id, head)
+                    self.h3.send_data(h3_event.stream_id, body, end_stream=True)
+            self.transmit()
+
+    config = QuicConfiguration(is_client=False, alpn_protocols=list(H3_ALPN))
+    config.load_cert_chain(CERT, CERT.replace(".crt", ".key"))
+    server = await serve("127.0.0.1", 0, configuration=config, create_protocol=Lying)
+    port = server._transport.get_extra_info("sockname")[1]
+    client = H3AsyncHTTPClient(
+        force_instance=True, http3_prior_knowledge=True, defaults={"validate_cert": False}
+    )
+    try:
+        url = f"https://127.0.0.1:{port}"
+        with pytest.raises(HTTPStreamClosedError) as short:
+            await client.fetch(url + "/short")
+        assert str(short.value) == (
+            "HTTP/3 response: 3 bytes of body in all where Content-Length is 9"
+        )
+        with pytest.raises(HTTPStreamClosedError) as long:
+            await client.fetch(url + "/long")
+        assert str(long.value) == (
+            "HTTP/3 response: 6 bytes of body so far where Content-Length is 2"
+        )
+        (conn,) = client._h2_conns.values()
+        # The connection serves on.
+        assert (await client.fetch(url + "/fine")).body == b"abc"
+        assert list(client._h2_conns.values()) == [conn]
+    finally:
+        client.close()
+        server.close()

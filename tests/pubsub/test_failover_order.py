@@ -322,13 +322,20 @@ def test_a_publish_whose_reply_was_lost_in_a_lossy_failover_is_not_applied_twice
             publisher = node_b._publisher
             script = publisher.script
             attempts: list[Any] = []
+            items: list[object] = []
 
             async def reply_lost(keys: list[str], args: list[Any]) -> Any:
                 reply = await script(keys=keys, args=args)
                 attempts.append(reply)
                 if len(attempts) == 1:
-                    # Applied and published; the primary dies before its
-                    # reply is read, and the replica takes over.
+                    # Applied and published, and the reader has it live
+                    # (read first: Redis may write the publisher's reply
+                    # before the reader's message, and a kill between the
+                    # two writes, once in some loaded runs, left the reader
+                    # without it). The primary dies before the reply is
+                    # read, and the replica takes over.
+                    while len(items) < 6:
+                        items.append(await asyncio.wait_for(stream.next(), HANG_GUARD))
                     await asyncio.to_thread(cluster.kill, owner)
                     cluster.resume(replica)
                     await asyncio.to_thread(cluster.wait_failover, owner)
@@ -342,9 +349,16 @@ def test_a_publish_whose_reply_was_lost_in_a_lossy_failover_is_not_applied_twice
             assert int(attempts[0][0]) == 6 and int(attempts[-1][2]) == 5, attempts
             assert node_b.publish_retries >= 1
             made = [await node_b.publish(channel, f"b{i}") for i in range(1, 4)]
-            items: list[object] = []
-            while len(items) < 10:
-                items.append(await asyncio.wait_for(stream.next(), HANG_GUARD))
+            try:
+                while len(items) < 10:
+                    items.append(await asyncio.wait_for(stream.next(), HANG_GUARD))
+            except TimeoutError:
+                # (Said: how far the reader got, and what each process saw.)
+                raise AssertionError(
+                    f"read {items}, then nothing for {HANG_GUARD}s; published at "
+                    f"{[str(p) for p in made]}; reader: {node_a.status}; "
+                    f"publisher: {node_b.status}"
+                ) from None
             said = f"read {items}; published at {[str(p) for p in made]}"
             assert [p.data for p in items[:6]] == [*"123456"], said  # type: ignore[attr-defined]
             assert isinstance(items[6], Reset), said

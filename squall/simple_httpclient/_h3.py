@@ -98,10 +98,11 @@ class _ClientH3Connection(GuardedH3Connection):
     """The client's H3 layer: a response that has no body (to a HEAD, a 304)
     may still carry the ``Content-Length`` of the body it would have had
     (RFC 9110 §8.6). A body and its ``Content-Length`` are compared by the
-    protocol (`_H3ClientProtocol.lengths`), which fails that fetch alone:
-    aioquic's own check closed the whole connection over one response, and
-    checked only a body whose last DATA frame ended the stream; qh3 has
-    none."""
+    protocol (`_H3ClientProtocol.lengths`), which fails that fetch with
+    what was wrong, on either stack: aioquic's check (made a refusal of the
+    stream by `GuardedH3Connection`) ran only when a DATA frame ended the
+    stream, and was reported as an invalid response head or trailers; qh3
+    has none."""
 
     def __init__(self, quic: QuicConnection, max_field_section: int) -> None:
         # Request streams whose response has no body, whatever it says.

@@ -279,10 +279,14 @@ def install_qh3(module: ModuleType) -> bool:
             return None
         for name, value in headers:
             if name == extract_header:
-                if name == b":status" and value == b"101":
-                    # RFC 9114 section 4.5, as aioquic's response check
-                    # refuses it (qh3's takes it for an interim head).
-                    raise error("Pseudo-header b':status' cannot be 101")
+                if name == b":status":
+                    # As aioquic's response check: three digits (qh3's takes
+                    # any number of them), and not 101 (RFC 9114 section
+                    # 4.5; qh3's takes it for an interim head).
+                    if len(value) != 3 or not value.isdigit():
+                        raise error(f"Pseudo-header b':status' has invalid value {value!r}")
+                    if value == b"101":
+                        raise error("Pseudo-header b':status' cannot be 101")
                 return value  # type: ignore[no-any-return]
         return None
 

@@ -30,6 +30,7 @@ from squall._h2._events import Data, Drained, EndOfStream, Event, Fields, GoAway
 from squall._h2._framing import frame
 from squall._h2._hpack import Decoder, DecodingError, HeaderListTooLarge, StatelessEncoder
 from squall._h2._limits import H2Limits
+from squall._h2._rules import length_mismatch
 from squall._h2._state import CLOSED, OPEN
 
 __all__ = ["PREFACE", "ErrorCode", "H2Base"]
@@ -368,11 +369,7 @@ class H2Base:
             # RFC 9113 §8.1.1: a body that disagrees with Content-Length.
             self.consumed(sid, flow)
             self._stream_error(
-                sid,
-                ErrorCode.PROTOCOL_ERROR,
-                events,
-                f"{received} bytes of body {'so far' if received > declared else 'in all'} "
-                f"where Content-Length is {declared}",
+                sid, ErrorCode.PROTOCOL_ERROR, events, length_mismatch(received, declared)
             )
             return
         if data:

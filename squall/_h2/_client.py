@@ -19,7 +19,13 @@ from squall._h2._base import (
 from squall._h2._errors import LocalProtocolError
 from squall._h2._events import Event, Fields, Response, Trailers
 from squall._h2._limits import H2Limits
-from squall._h2._rules import CONNECTION_FIELDS, bad_value, good_name
+from squall._h2._rules import (
+    CONNECTION_FIELDS,
+    bad_value,
+    content_length,
+    good_name,
+    length_mismatch,
+)
 
 __all__ = ["H2ClientConnection", "Response"]
 
@@ -174,13 +180,8 @@ class H2ClientConnection(H2Base):
                 )
                 return
             if stream.declared >= 0 and stream.received != stream.declared:
-                self._stream_error(
-                    sid,
-                    ErrorCode.PROTOCOL_ERROR,
-                    events,
-                    f"{stream.received} bytes of body in all where Content-Length is "
-                    f"{stream.declared}",
-                )
+                problem = length_mismatch(stream.received, stream.declared)
+                self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events, problem)
                 return
             if out:
                 events.append(Trailers(sid, out))
@@ -200,16 +201,12 @@ class H2ClientConnection(H2Base):
         else:
             stream.declared = -2  # a final head arrived: the next block is trailers
             if sid not in self._heads and checked not in (204, 304):
-                lengths = [v for n, v in out if n == "content-length"]
-                if len(lengths) == 1 and lengths[0].isascii() and lengths[0].isdigit():
-                    stream.declared = int(lengths[0])
+                declared = content_length([v for n, v in out if n == "content-length"] or None)
+                if declared >= 0:
+                    stream.declared = declared
             if end_stream and stream.declared > 0:
-                self._stream_error(
-                    sid,
-                    ErrorCode.PROTOCOL_ERROR,
-                    events,
-                    f"0 bytes of body in all where Content-Length is {stream.declared}",
-                )
+                problem = length_mismatch(0, stream.declared)
+                self._stream_error(sid, ErrorCode.PROTOCOL_ERROR, events, problem)
                 return
             events.append(Response(sid, checked, out))
         if end_stream:

@@ -15,6 +15,7 @@ __all__ = [
     "TRAILER_FORBIDDEN",
     "bad_value",
     "content_length",
+    "length_mismatch",
     "field_octets",
     "good_method",
     "good_name",
@@ -185,3 +186,11 @@ def content_length(values: Optional[list[str]]) -> int:
     if len(values) == 1 and value.isascii() and value.isdigit():
         return int(value)
     return INVALID_LENGTH
+
+
+def length_mismatch(received: int, declared: int) -> str:
+    """What is wrong with a body of ``received`` bytes, so far (over
+    ``declared``) or in all (under it), where Content-Length said
+    ``declared`` (RFC 9110 §8.6)."""
+    when = "so far" if received > declared else "in all"
+    return f"{received} bytes of body {when} where Content-Length is {declared}"

@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, Optional, cast
 
+from squall._h2._rules import content_length, length_mismatch
 from squall._quicstack import (
     H3_ALPN,
     ConnectionTerminated,
@@ -122,10 +123,8 @@ class _ClientH3Connection(GuardedH3Connection):
         pass  # aioquic's, made by the protocol per fetch
 
 
-def _length_error(received: int, declared: int, when: str) -> HTTPStreamClosedError:
-    return HTTPStreamClosedError(
-        f"HTTP/3 response: {received} bytes of body {when} where Content-Length is {declared}"
-    )
+def _length_error(received: int, declared: int) -> HTTPStreamClosedError:
+    return HTTPStreamClosedError(f"HTTP/3 response: {length_mismatch(received, declared)}")
 
 
 class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
@@ -242,7 +241,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
                 declared, received = length
                 received += len(event.data)
                 if received > declared:
-                    self.abandon(fetch, _length_error(received, declared, "so far"))
+                    self.abandon(fetch, _length_error(received, declared))
                     return
                 self.lengths[sid] = (declared, received)
             self.on_body(fetch, event.data)
@@ -253,7 +252,7 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
             if fetch.headers is None:
                 self.fail(fetch, HTTPStreamClosedError("HTTP/3 stream ended without a response"))
             elif length is not None and length[0] != length[1]:
-                self.fail(fetch, _length_error(length[1], length[0], "in all"))
+                self.fail(fetch, _length_error(length[1], length[0]))
             else:
                 self.on_end(fetch)
 
@@ -270,9 +269,10 @@ class _H3ClientProtocol(StreamResponses, QuicConnectionProtocol):
         elif status >= 200:
             sid = fetch.stream_id
             if sid not in self.h3.bodiless:
-                lengths = [value for name, value in fields if name == "content-length"]
-                if len(lengths) == 1 and lengths[0].isascii() and lengths[0].isdigit():
-                    self.lengths[sid] = (int(lengths[0]), 0)
+                values = [value for name, value in fields if name == "content-length"]
+                declared = content_length(values or None)
+                if declared >= 0:
+                    self.lengths[sid] = (declared, 0)
             self.on_head(fetch, status, fields)
         # 1xx (103 Early Hints, say): interim, the final head follows
 

@@ -51,7 +51,8 @@ RUN_LIMIT = 2 * HANG_GUARD
 
 # The page: one transport (?t=), the backoff's bounds (?min=, ?max=), and
 # with ?worst=1 every wait is its ceiling (Math.random pinned near 1), so
-# that what the backoff does is the same on every run.
+# that what the backoff does is the same on every run; ?connect= and
+# ?grace= set its connect timeout and heartbeat grace (ms).
 PAGE = """<!doctype html>
 <title>unhappy</title>
 <script>
@@ -71,8 +72,8 @@ PAGE = """<!doctype html>
     poll: t === 'poll' ? '/rooms/a/poll' : null,
     minDelay: Number(query.get('min') || 100),
     maxDelay: Number(query.get('max') || 1000),
-    heartbeatGrace: 500,
-    connectTimeout: 2000,
+    heartbeatGrace: Number(query.get('grace') || 500),
+    connectTimeout: Number(query.get('connect') || 2000),
     onmessage(data) { window.got.push(data); },
     onstate(name) { for (const tell of window.stateWaiters.splice(0)) tell(name); },
     onerror(error) { window.errors.push(String(error && error.message || error)); },
@@ -381,7 +382,11 @@ def test_back_at_once_when_the_browser_is_online_again(transport: str) -> None:
     async def main() -> None:
         async with lab() as it:
             never = 600_000
-            await it.open(transport, f"&min={never}&max={never}&worst=1")
+            # A connect or a heartbeat later than the page's usual limits
+            # (2 s, 0.5 s: a loaded machine missed one, and the retry then
+            # came ten minutes on) is waited for, up to the hang guard.
+            limits = f"&connect={GUARD_MS}&grace={GUARD_MS}"
+            await it.open(transport, f"&min={never}&max={never}&worst=1{limits}")
             await it.first(transport)
             # The network goes: the browser says so, and the connections die.
             await it.network(offline=True)

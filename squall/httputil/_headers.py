@@ -310,8 +310,11 @@ class HTTPHeaders(MutableMapping[str, str]):
         while start < end:
             nl = find("\n", start)
             if nl < 0:
-                nl = end
-            stop = nl - 1 if nl > start and headers[nl - 1] == "\r" else nl
+                # The last line has no ending: a CR there is part of it (and
+                # refused), not a line ending cut short.
+                nl = stop = end
+            else:
+                stop = nl - 1 if nl > start and headers[nl - 1] == "\r" else nl
             if stop > start:
                 self._parse_line(headers[start:stop], _chars_are_bytes)
             start = nl + 1

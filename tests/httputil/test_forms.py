@@ -376,6 +376,9 @@ value
                 "not UTF-8",
             ),
             (crlf('--1234\nContent-Disposition: form-data; name="a\rb"\n\nx\n--1234--'), "value"),
+            # The part's header block ends at CRLF CRLF; a CR before it is
+            # the header's own, not part of a line ending.
+            (crlf('--1234\nContent-Disposition: form-data; name="a"\r\n\nx\n--1234--'), "value"),
             (crlf("--1234\n Content-Disposition: form-data; name=a\n\nx\n--1234--"), "obs-fold"),
         ],
     )

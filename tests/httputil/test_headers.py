@@ -218,6 +218,11 @@ class TestParse:
             ("Foo: bar\r\n\tbaz", "obs-fold"),
             ("Foo: bar\r\n baz", "obs-fold"),
             ("Foo: a\rB: c", "Invalid header value"),
+            # A CR that ends the text is not a line ending: no LF follows it.
+            ("Foo: b\r", "Invalid header value"),
+            ("Foo: b\r\nC: d\r", "Invalid header value"),
+            ("Foo: b\n\r", "no colon"),
+            ("\r", "no colon"),
             ("Foo: a\x00b", "Invalid header value"),
             ("Foo: a\x1bb", "Invalid header value"),
             ("Foo: a\x7fb", "Invalid header value"),

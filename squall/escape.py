@@ -184,10 +184,19 @@ def url_unescape(
 
     Args:
         value: the encoded text (str or bytes).
-        encoding: how to decode the result; None returns bytes. Undecodable
-            bytes become U+FFFD.
+        encoding: how to decode the result; None returns bytes. Escaped
+            bytes that do not decode become U+FFFD.
         plus: treat ``+`` as a space (form encoding); False for URL paths.
+
+    Raises:
+        UnicodeDecodeError: if ``value`` is bytes holding raw (unescaped)
+            non-ASCII bytes that are not UTF-8, unless ``encoding`` is None
+            and ``plus`` is False (then they are returned as they are).
     """
+    if not isinstance(value, str) and not value.isascii() and (plus or encoding is not None):
+        # Raw non-ASCII bytes are UTF-8 text (a UnicodeDecodeError if they
+        # are not), taken as the str branch takes text.
+        value = value.decode("utf-8")
     if isinstance(value, str):
         if not value.isascii():
             # Raw non-ASCII text is kept as text (as the standard library

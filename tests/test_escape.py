@@ -147,6 +147,17 @@ def test_url_unescape_replaces_undecodable_bytes() -> None:
     assert url_unescape("%E9x") == "\ufffdx"
 
 
+def test_url_unescape_takes_raw_non_ascii_bytes_as_utf8() -> None:
+    # As the str branch: raw text kept as text, whatever ``encoding`` is.
+    assert url_unescape(b"\xc3\xa9+%41", encoding="latin1") == "\u00e9 A"
+    assert url_unescape(b"\xc3\xa9+", encoding=None) == b"\xc3\xa9 "
+    for plus, encoding in ((True, "utf-8"), (False, "utf-8"), (True, None), (False, "latin1")):
+        with pytest.raises(UnicodeDecodeError):
+            url_unescape(b"a\x80", encoding=encoding, plus=plus)
+    # A path (no encoding, no plus) keeps its raw bytes.
+    assert url_unescape(b"a\x80%41", encoding=None, plus=False) == b"a\x80A"
+
+
 def test_url_unescape_keeps_raw_non_ascii_text() -> None:
     assert url_unescape("\u00e9+%41", encoding="latin1") == "\u00e9 A"
     assert url_unescape("\u00e9%41", encoding=None, plus=False) == b"\xc3\xa9A"

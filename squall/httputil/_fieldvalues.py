@@ -35,23 +35,35 @@ def format_timestamp(ts: _Timestamp) -> str:
 
     Raises:
         TypeError: for any other type.
+        ValueError: for a time outside the years 1 to 9999 (OverflowError or
+            OSError beyond what the platform's ``time_t`` holds).
     """
-    if isinstance(ts, (int, float)):
-        seconds: float = ts
+    second: int
+    if isinstance(ts, float):
+        # To the microsecond first, half to even, as `datetime` (and so
+        # Tornado's formatting) rounds a timestamp: 1.9999999 is second 2.
+        fraction, whole = math.modf(ts)
+        micro = round(fraction * 1e6)
+        second = int(whole) + (micro >= 1_000_000) - (micro < 0)
+    elif isinstance(ts, int):
+        second = ts
     elif isinstance(ts, datetime.datetime):
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=datetime.UTC)
-        seconds = ts.timestamp()
+        # Whole seconds from the fields (naive means UTC): a float
+        # timestamp would round .999997 up in years past 2300.
+        second = calendar.timegm(ts.utctimetuple())
     elif isinstance(ts, (tuple, time.struct_time)):
-        seconds = calendar.timegm(ts)
+        second = calendar.timegm(ts)
     else:
         raise TypeError(f"unknown timestamp type: {ts!r}")
-    second = math.floor(seconds)
     text = _FORMATTED.get(second)
     if text is None:
         if len(_FORMATTED) >= _FORMATTED_MAX:
             _FORMATTED.clear()
         t = time.gmtime(second)
+        if not 1 <= t.tm_year <= 9999:
+            # RFC 9110's date has four digits of year (Tornado refuses
+            # these years too).
+            raise ValueError(f"year {t.tm_year} is out of range for an HTTP date")
         text = _FORMATTED[second] = (
             f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"

@@ -132,29 +132,26 @@ def _latin1_or_utf8(text: str) -> bytes:
 
 
 # Characters that matter while splitting header parameters.
-_PARAM_SPECIALS = re.compile(r'[";\\]')
+_PARAM_SPECIALS = re.compile(r'[";]')
 _QUOTED_PAIR = re.compile(r'\\([\\"])')
 
 
 def _split_params(text: str) -> list[str]:
     # Split at the semicolons outside quoted strings, in one pass: a value
-    # such as x=";;;;" must not cost more than its length.
-    if '"' not in text and "\\" not in text:
+    # such as x=";;;;" must not cost more than its length. A quote right
+    # after a backslash neither opens nor closes a quoted string, inside one
+    # or not (so ``"a\\"`` stays open): Tornado splits this way, and
+    # the same header must give the same parameters on both.
+    if '"' not in text:
         return text.split(";")  # no quoted string: every semicolon splits
     pieces = []
     start = 0
     in_quotes = False
-    skip_to = -1
     for match in _PARAM_SPECIALS.finditer(text):
         i = match.start()
-        if i < skip_to:
-            continue
-        char = text[i]
-        if char == "\\":
-            if in_quotes:
-                skip_to = i + 2
-        elif char == '"':
-            in_quotes = not in_quotes
+        if text[i] == '"':
+            if i == 0 or text[i - 1] != "\\":
+                in_quotes = not in_quotes
         elif not in_quotes:
             pieces.append(text[start:i])
             start = i + 1
@@ -201,36 +198,42 @@ def _decode_extended(sections: list[tuple[int, bool, str]]) -> Optional[str]:
         return data.decode("utf-8", "replace")
 
 
-def _parse_header(line: str) -> tuple[str, dict[str, Optional[str]]]:
+_WORD = re.compile(r"\w+")
+
+
+def _parse_header(line: str) -> tuple[str, dict[str, str]]:
     r"""Splits a header value such as Content-Disposition into its main value and parameters.
 
-    Parameter names are lowercased; quoted values are unquoted; a bare name
-    (``client_no_context_takeover`` in RFC 7692) maps to ``None``; RFC
-    2231/8187 extended parameters (``filename*=UTF-8''...``) are decoded and
-    take the place of the plain parameter of the same name.
+    Parameter names are lowercased; quoted values are unquoted; a name
+    without ``=`` is left out (as Tornado does: code written for it tests
+    ``"filename" in params`` and then uses the value); RFC 2231/8187
+    extended parameters (``filename*=UTF-8''...``) are decoded and take the
+    place of the plain parameter of the same name.
 
     >>> _parse_header('attachment; FILENAME="a \\"b\\".txt"; size=3; inline')
-    ('attachment', {'filename': 'a "b".txt', 'size': '3', 'inline': None})
+    ('attachment', {'filename': 'a "b".txt', 'size': '3'})
     >>> _parse_header("form-data; name=f; filename*=UTF-8''%E2%82%AC.txt")[1]["filename"]
     '€.txt'
     """
     pieces = _split_params(line)
     key = pieces[0].strip()
-    params: dict[str, Optional[str]] = {}
+    params: dict[str, str] = {}
     extended: dict[str, list[tuple[int, bool, str]]] = {}
     for i in range(1, len(pieces)):
         name, eq, value = pieces[i].partition("=")
         name = name.strip().lower()
         if not eq:
-            if name:
-                params[name] = None
             continue
         value = value.strip()
         if "*" in name:
+            # RFC 2231's forms only (``name*``, ``name*0``, ``name*0*``, the
+            # name a word); any other name with a star is a plain name.
             base, _, suffix = name.partition("*")
             encoded = suffix.endswith("*") or suffix == ""
             number = suffix[:-1] if suffix.endswith("*") else suffix
-            if number == "" or (number.isdigit() and number.isascii()):
+            if _WORD.fullmatch(base) and (
+                suffix == "" or (number.isdigit() and number.isascii())
+            ):
                 extended.setdefault(base, []).append((int(number or 0), encoded, value))
                 continue
         params[name] = _unquote_param(value)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import calendar
 import datetime
-import math
 import time
 import unittest
 
@@ -177,6 +176,27 @@ class TestFormatTimestamp:
             ts = 1_700_000_000 + day * 86400 + 3661
             assert format_timestamp(ts) == email.utils.formatdate(ts, usegmt=True)
 
+    def test_fractions_round_to_the_microsecond_first(self) -> None:
+        assert format_timestamp(1.9999996) == "Thu, 01 Jan 1970 00:00:02 GMT"
+        assert format_timestamp(1.9999994) == "Thu, 01 Jan 1970 00:00:01 GMT"
+        assert format_timestamp(-2e-16) == "Thu, 01 Jan 1970 00:00:00 GMT"
+        assert format_timestamp(-0.4) == "Wed, 31 Dec 1969 23:59:59 GMT"
+
+    def test_datetime_fractions_are_dropped(self) -> None:
+        late = datetime.datetime(3059, 1, 1, 0, 0, 0, 999_997)
+        assert format_timestamp(late) == "Sat, 01 Jan 3059 00:00:00 GMT"
+        early = datetime.datetime(1969, 12, 31, 23, 59, 59, 999_999)
+        assert format_timestamp(early) == "Wed, 31 Dec 1969 23:59:59 GMT"
+
+    def test_years_an_http_date_cannot_hold(self) -> None:
+        last = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+        assert format_timestamp(last) == "Fri, 31 Dec 9999 23:59:59 GMT"
+        first = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC)
+        assert format_timestamp(first) == "Mon, 01 Jan 0001 00:00:00 GMT"
+        for ts in (last.timestamp() + 1, first.timestamp() - 1, (10000, 1, 1, 0, 0, 0, 0, 1, 0)):
+            with pytest.raises(ValueError, match="year .* is out of range"):
+                format_timestamp(ts)
+
     def test_bad_type(self) -> None:
         with pytest.raises(TypeError, match="unknown timestamp type"):
             format_timestamp("yesterday")  # type: ignore[arg-type]
@@ -184,11 +204,12 @@ class TestFormatTimestamp:
     @settings(max_examples=300)
     @given(st.floats(min_value=-2e9, max_value=4e9, allow_nan=False))
     def test_any_second_as_email_utils_says(self, ts: float) -> None:
-        # Fractions are dropped toward the past, as time.gmtime drops them;
-        # a second formatted before (the recent ones are kept) reads the same.
+        # Rounded to the microsecond, then the fraction dropped toward the
+        # past, as datetime does under email.utils; a second formatted
+        # before (the recent ones are kept) reads the same.
         import email.utils
 
-        expected = email.utils.formatdate(math.floor(ts), usegmt=True)
+        expected = email.utils.formatdate(ts, usegmt=True)
         assert format_timestamp(ts) == expected
         assert format_timestamp(ts) == expected
         # A datetime holds microseconds: its own second, as its time tuple has it.

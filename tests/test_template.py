@@ -391,6 +391,22 @@ def test_try_except_else_finally() -> None:
     assert t.generate(x=0) == b"[except]"
 
 
+def test_output_before_a_caught_exception_is_kept() -> None:
+    # What a {% try %} body wrote before the expression that raised stays
+    # in the output, text and values alike, in nested blocks and includes.
+    loader = DictLoader(
+        {
+            "inc.html": "<{{ 1 / x }}>",
+            "page.html": "{% try %}a{{ n }}b{% if 1 %}c{% include 'inc.html' %}{% end %}d"
+            "{% except ZeroDivisionError %}!{% end %}{{ n }}e",
+        }
+    )
+    assert loader.load("page.html").generate(n=5, x=0) == b"a5bc<!5e"
+    assert loader.load("page.html").generate(n=5, x=1) == b"a5bc<1.0>d5e"
+    t = Template("{% try %}{{ 'x' }}{{ b'\\xff' }}{% except %}!{% end %}")
+    assert t.generate() == b"x!"
+
+
 def test_break_and_continue() -> None:
     source = (
         "{% for i in range(10) %}{% if i == 2 %}{% continue %}{% end %}"

@@ -231,9 +231,7 @@ def _parse_header(line: str) -> tuple[str, dict[str, str]]:
             base, _, suffix = name.partition("*")
             encoded = suffix.endswith("*") or suffix == ""
             number = suffix[:-1] if suffix.endswith("*") else suffix
-            if _WORD.fullmatch(base) and (
-                suffix == "" or (number.isdigit() and number.isascii())
-            ):
+            if _WORD.fullmatch(base) and (suffix == "" or (number.isdigit() and number.isascii())):
                 extended.setdefault(base, []).append((int(number or 0), encoded, value))
                 continue
         params[name] = _unquote_param(value)

@@ -83,6 +83,7 @@ class CodeWriter:
         "escape_names",
         "fast_names",
         "loader",
+        "try_depth",
     )
 
     def __init__(
@@ -105,6 +106,8 @@ class CodeWriter:
         # (template, line) of each include or block override we are inside of.
         self._stack: list[tuple[Template, int]] = []
         self._apply_count = 0
+        # How many ``{% try %}`` bodies the code being written is inside of.
+        self.try_depth = 0
 
     def line(self, code: str, lineno: int) -> None:
         """Write one line of code at the current indent, tagged with ``lineno``."""
@@ -305,6 +308,10 @@ class _Run:
             self.line = node.line
 
     def add_expression(self, node: Expression, out: CodeWriter) -> None:
+        if out.try_depth:
+            # An exception a {% try %} catches must find what came before
+            # the expression already in the output, as it is in Tornado's.
+            self.flush(out)
         var = f"_tt_v{self.values}"
         self.values += 1
         node.write_value(out, var)
@@ -359,7 +366,10 @@ class Compound(Node):
     def write(self, out: CodeWriter) -> None:
         for clause in self.clauses:
             out.line(f"{clause.header}:", clause.line)
+            caught = clause.header == "try"
+            out.try_depth += caught
             clause.body.write_suite(out, clause.line)
+            out.try_depth -= caught
 
 
 class Apply(Node):

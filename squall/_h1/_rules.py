@@ -41,6 +41,10 @@ _OBS_FOLD_RE: Final = re.compile(rb"\r\n[ \t]+")
 _VERSION_RE: Final = re.compile(rb"HTTP/([0-9])\.([0-9])")
 # RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ":".
 _SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# RFC 9112 §3.2's request-target is visible US-ASCII; octets above 0x7F
+# (obs-text) are taken too, as Tornado takes them: curl sends a URL typed
+# with non-ASCII characters as raw UTF-8, and they frame nothing.
+_TARGET_RE: Final = re.compile(r"[\x21-\x7e\x80-\xff]+")
 # RFC 3986 §3.2.2-3: uri-host (IP-literal, or a reg-name of unreserved,
 # pct-encoded and sub-delims characters) ":" port.
 _AUTHORITY_RE: Final = re.compile(r"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+):[0-9]*")
@@ -90,10 +94,9 @@ def parse_request_line(line: bytes) -> tuple[str, str, str]:
     method, target, version = parts
     if method not in _COMMON_METHODS and TOKEN_RE.fullmatch(method) is None:
         raise bad(f"Malformed HTTP request line: invalid method {method[:100]!r}")
-    # RFC 9112 §3.2: the request-target is visible US-ASCII (RFC 3986
-    # characters); no whitespace, controls or octets above 0x7E.
+    # No whitespace or controls (see _TARGET_RE).
     starget = target.decode("latin-1")
-    if not (starget and starget.isascii() and starget.isprintable()):
+    if _TARGET_RE.fullmatch(starget) is None:
         raise bad(f"Malformed HTTP request line: invalid request-target {target[:100]!r}")
     if method == b"CONNECT":
         # §3.2.3: CONNECT takes the authority-form, uri-host ":" port, only.

@@ -782,8 +782,17 @@ $(DIFF_VENV)/.installed: pyproject.toml
 	$(DIFF_VENV)/bin/python -m pip install -q -e '.[prebuilt]' h11 hypothesis tornado==6.6.1
 	touch $@
 
+# It also compares Tornado's helper functions with Squall's (functions.py,
+# DIFF_EXAMPLES Hypothesis examples per property) and one application served
+# by each (app_run.py: DIFF_REQUESTS requests, plain and with gzip).
+DIFF_EXAMPLES ?= 1000
+DIFF_REQUESTS ?= 3000
+
 differential: $(DIFF_VENV)/.installed
 	$(DIFF_VENV)/bin/python compat/differential/run.py --grow-seconds $(GROW_SECONDS) --tornado-python $(DIFF_VENV)/bin/python
+	$(DIFF_VENV)/bin/python compat/differential/functions.py --examples $(DIFF_EXAMPLES)
+	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS)
+	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --gzip
 
 .venv-fuzz/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-fuzz

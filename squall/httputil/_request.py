@@ -212,7 +212,9 @@ class HTTPServerRequest(_OpenAttributes):
                     host = hosts[0] if len(hosts) == 1 else ",".join(hosts)
             else:
                 host = headers.get("Host")
-        self.host = host or "127.0.0.1"
+        # An empty Host field (allowed: RFC 9112 section 3.2) stays empty, as
+        # in Tornado; only a request without one is taken as for 127.0.0.1.
+        self.host = "127.0.0.1" if host is None else host
         if files:
             self._files = files
         self.connection = connection

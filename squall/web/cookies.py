@@ -135,8 +135,8 @@ def format_set_cookie(name: str, value: str, attributes: dict[str, Any]) -> str:
         item = attributes[key]
         if key not in _ATTRIBUTE_NAMES:
             raise http.cookies.CookieError(f"Unknown cookie attribute {key!r}")
-        if item is None or item is False:
-            continue
+        if item is None or item is False or item == "":
+            continue  # (an empty Domain, Path or SameSite is left out, as Tornado leaves it)
         label = _ATTRIBUTE_NAMES[key]
         if key in _FLAGS:
             if item:
@@ -147,7 +147,13 @@ def format_set_cookie(name: str, value: str, attributes: dict[str, Any]) -> str:
         elif key == "expires":
             parts.append(f"{label}={item if isinstance(item, str) else format_timestamp(item)}")
         else:
-            parts.append(f"{label}={item}")
+            text = str(item)
+            if text and max(text) > "\xff":
+                raise ValueError(
+                    f"Cookie attribute {label}={text!r} holds characters beyond Latin-1,"
+                    " which a header cannot carry"
+                )
+            parts.append(f"{label}={text}")
     return "; ".join(parts)
 
 
@@ -232,12 +238,9 @@ class CookieMixin:
         text = value.decode("utf-8") if isinstance(value, bytes) else value
         if _VALUE_REFUSED.search(text) is not None:
             raise ValueError(f"Invalid cookie {name!r}: {text!r}")
-        if expires is None and expires_days is not None:
-            # A timestamp: formatted as the same HTTP date a datetime would be, without one.
-            expires = time.time() + expires_days * 86400
         attributes: dict[str, Any] = {
             "domain": domain,
-            "expires": expires,
+            "expires": expires or None,  # (expires=0 sets none, as on Tornado)
             "path": path,
             "max-age": max_age,
             "httponly": httponly,
@@ -266,6 +269,11 @@ class CookieMixin:
             item = attributes.get(key)
             if isinstance(item, str):
                 _check_attribute(label, item, name)
+        if not expires and expires_days is not None:
+            # A timestamp: formatted as the same HTTP date a datetime would
+            # be, without one (computed after the checks above, so that a bad
+            # attribute is reported before a bad expires_days, as in Tornado).
+            attributes["expires"] = time.time() + expires_days * 86400
         line = format_set_cookie(name, text, attributes)
         headers = self._headers
         # One Set-Cookie line per name: a new value replaces the old line.

@@ -602,10 +602,28 @@ class RequestHandler(
             self._handle_request_exception(exc)
         except Exception:
             app_log.error("Exception in exception handler", exc_info=True)
+            self._answer_after_failed_error_page()
         finally:
             prepared = self._prepared_future
             if prepared is not None and not prepared.done():
                 prepared.set_result(None)
+
+    def _answer_after_failed_error_page(self) -> None:
+        # The error page could not be sent (its status is one the connection
+        # refuses to send, HTTPError(99), or finish() raised): the client
+        # gets the 500 page instead, else the connection is closed, so that
+        # it never waits for an answer that will not come.
+        if self._finished:
+            return
+        if not self._headers_written:
+            try:
+                self.send_error(500)
+            except Exception:
+                app_log.error("Cannot send the 500 page either", exc_info=True)
+        if not self._finished:
+            close = getattr(self.request.connection, "close", None)
+            if close is not None:
+                close()
 
     def _start(self, *args: Any, **kwargs: Any) -> None:
         # Everything before prepare(): method check, path arguments, body

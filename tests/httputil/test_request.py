@@ -484,3 +484,14 @@ def test_repeated_host_fields_are_joined_and_plain_mappings_work() -> None:
     assert make("/", headers=headers).host == "a,b"
     plain: Any = {"Host": "c:1"}
     assert make("/", headers=plain).host == "c:1"
+
+
+def test_an_empty_host_field_stays_empty() -> None:
+    # RFC 9112 section 3.2 allows it (a target without authority); Tornado
+    # keeps it, so full_url() has no authority. Without the field, 127.0.0.1.
+    req = make("/a", headers=HTTPHeaders({"Host": ""}))
+    assert req.host == "" and req.host_name == ""
+    assert req.full_url() == "http:///a"
+    plain: Any = {"Host": ""}
+    assert make("/", headers=plain).host == ""
+    assert make("/", headers=HTTPHeaders()).host == "127.0.0.1"

@@ -151,6 +151,40 @@ def test_set_cookie_replaces_by_name_and_keeps_others() -> None:
     assert handler.set_cookies() == ["b=2; Path=/", "a=3; Path=/"]
 
 
+@pytest.mark.parametrize("attribute", ["domain", "path", "samesite", "comment"])
+def test_an_empty_attribute_is_left_out(attribute: str) -> None:
+    # As Tornado leaves it out (it tests each for truth): `samesite=""` is no
+    # `SameSite=` with nothing after it.
+    handler = StubHandler()
+    handler.set_cookie("a", "b", **{attribute: ""})
+    assert handler.set_cookies() == (["a=b"] if attribute == "path" else ["a=b; Path=/"])
+
+
+def test_a_bad_attribute_is_reported_before_a_bad_expires_days() -> None:
+    # Tornado checks the attributes first, then computes the date.
+    handler = StubHandler()
+    with pytest.raises(http.cookies.CookieError, match="domain"):
+        handler.set_cookie("a", "b", domain="a b", expires_days="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        handler.set_cookie("a", "b", expires_days="x")  # type: ignore[arg-type]
+    assert handler.set_cookies() == []
+
+
+@pytest.mark.parametrize("attribute", ["domain", "path", "samesite", "comment"])
+def test_an_attribute_beyond_latin1_is_refused_when_set(attribute: str) -> None:
+    # Tornado takes it and fails when the head is written (the client gets no answer).
+    handler = StubHandler()
+    with pytest.raises(ValueError, match=f"(?i)cookie attribute {attribute}=.*beyond Latin-1"):
+        handler.set_cookie("a", "b", **{attribute: "\u2603"})
+    assert handler.set_cookies() == []
+
+
+def test_expires_zero_sets_no_expires() -> None:
+    handler = StubHandler()
+    handler.set_cookie("a", "b", expires=0)
+    assert handler.set_cookies() == ["a=b; Path=/"]
+
+
 @pytest.mark.parametrize("attribute", ["domain", "path", "samesite"])
 def test_breaking_characters_in_attributes_are_refused(attribute: str) -> None:
     handler = StubHandler()

@@ -23,7 +23,7 @@ from squall import gen
 from squall.iostream import IOStream
 from squall.simple_httpclient import HTTPStreamClosedError
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test
-from squall.web import Application, RequestHandler
+from squall.web import Application, HTTPError, RequestHandler
 from squall.web._delegate import _surface_error
 from squall.websocket import WebSocketHandler
 
@@ -445,3 +445,40 @@ class PipelinedOrderTest(AsyncHTTPTestCase):
         await stream.read_until(b"\r\n\r\n2")
         stream.close()
         assert self.calls == ["get 1", "on_finish 1", "get 2", "on_finish 2"]
+
+
+class _UnsendableError(RequestHandler):
+    def get(self) -> None:
+        # A status the connection refuses to send: its error page cannot go.
+        raise HTTPError(int(self.get_argument("code")))
+
+
+class _ErrorPageAlwaysFails(RequestHandler):
+    def get(self) -> None:
+        raise ValueError("first")
+
+    def finish(self, chunk: Any = None) -> Any:
+        raise RuntimeError("finish refuses")
+
+
+class FailedErrorPageTest(AsyncHTTPTestCase):
+    # An error page that cannot be sent must not leave the client waiting.
+    def get_app(self) -> Application:
+        return Application([("/unsendable", _UnsendableError), ("/never", _ErrorPageAlwaysFails)])
+
+    def test_an_unsendable_error_status_becomes_the_500_page(self) -> None:
+        from squall.log import app_log
+
+        with ExpectLog(app_log, "Exception in exception handler"):
+            response = self.fetch("/unsendable?code=99")
+        assert response.code == 500
+        assert b"500: Internal Server Error" in response.body
+        # The connection is still good for the next request.
+        assert self.fetch("/unsendable?code=404").code == 404
+
+    def test_a_handler_that_cannot_finish_has_its_connection_closed(self) -> None:
+        from squall.log import app_log
+
+        with ExpectLog(app_log, "Cannot send the 500 page either"):
+            with pytest.raises(HTTPStreamClosedError):
+                self.fetch("/never", raise_error=True)

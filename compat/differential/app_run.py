@@ -1,0 +1,403 @@
+"""The same raw HTTP/1.1 requests sent to app.py under Tornado and under Squall, answers compared.
+
+``python compat/differential/app_run.py --requests 2000 [--gzip] [--seed N]``
+in a venv where Tornado 6.6.1 and Squall are both importable (``make
+differential`` runs it in ``.venv-differential``). Hypothesis chooses each
+request: a method (mostly GET), one of app.py's routes with the query
+arguments its handler reads, and the headers that change answers (Cookie,
+XSRF tokens, Range, If-None-Match, If-Modified-Since, Accept-Language,
+X-Forwarded-*/X-Real-Ip, Host, Accept-Encoding, Expect) and a body (a
+form, a multipart form, chunked or not). Each request goes on a fresh
+connection to both servers and the two answers are reduced to one form:
+status, reason, the header fields sorted (without Date and Server; cookie
+dates, signatures and XSRF tokens redacted, since they depend on the
+clock and on chance), the body de-chunked and un-gzipped.
+
+Where Squall departs on purpose the pair is counted under the reason
+(tests/COMPAT.md lists them); any other difference is printed with the
+request and the run exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TIMEOUT = 30.0  # a connection that says nothing for this long is a hang, reported
+
+# -- requests -----------------------------------------------------------------
+
+# Pieces of argument values: the characters that escaping, splitting and
+# decoding treat specially, joined at random and sent percent-encoded or raw.
+_PIECES = [
+    *"abc<>&\"'%+=;:,/?#@!$()*~. ",
+    "é", "☃", "%zz", "%C3%A9", "%ff", "%00", "%0A", "%20", "+", "\t", "http://x.y/z", "www.a.b",
+    "javascript:1", "/b", "//evil", "\\", "..", "0", "-1", "1.5", "200", "404", "9999",
+]  # fmt: skip
+_text = st.lists(st.sampled_from(_PIECES), max_size=5).map("".join)
+_small = st.sampled_from(["", "a", "0", "1", "7", "-2", "x y", "a;b", "é", "/x", "a\\b"])
+
+
+@st.composite
+def _value(draw: Any) -> str:
+    """A value for the query: percent-encoded (so anything passes), or raw where it can go raw."""
+    text = draw(_text)
+    if draw(st.booleans()):
+        return quote(text, safe=draw(st.sampled_from(["", "/", "/:;,=+&"])))
+    return "".join(c for c in text if "!" <= c <= "~" and c not in "#&") or "a"
+
+
+_ROUTES: dict[str, list[str]] = {
+    "/arg": ["a", "a", "r"],
+    "/p/{x}/{y}": ["a"],
+    "/k/{x}": ["a"],
+    "/cookie": [
+        "n", "v", "domain", "path", "samesite", "expires_days", "max_age", "httponly",
+        "secure", "expires", "clear", "cpath", "clearall",
+    ],
+    "/header": ["v", "kind", "add", "name", "clear"],
+    "/redirect": ["u", "perm", "status"],
+    "/status": ["c", "r", "body"],
+    "/error": ["c", "how", "r", "log", "body"],
+    "/etag": ["body", "set"],
+    "/json": ["k"],
+    "/flush": [],
+    "/auth": ["user"],
+    "/slash{x}": [],
+    "/add{x}": [],
+    "/signed": ["set"],
+    "/xsrf": [],
+    "/onlyget": [],
+    "/stream": [],
+    "/render": ["v"],
+    "/rh/{x}": ["a"],
+    "/files/{f}": ["v"],
+    "/static/{f}": ["v"],
+    "/nowhere{x}": [],
+}  # fmt: skip
+
+# Values that the handlers read as numbers, names or choices.
+_CHOICES: dict[str, list[str]] = {
+    "c": ["200", "204", "299", "304", "301", "400", "404", "405", "418", "500", "503", "599", "600", "99", "x"],
+    "status": ["", "301", "302", "303", "307", "308", "200", "400", "x"],
+    "how": ["raise", "send", "exception", "finish", "missing", "none"],
+    "kind": ["str", "int", "bytes", "datetime"],
+    "k": ["dict", "list", "none", "bytes", "str"],
+    "name": ["X-A", "Content-Type", "Etag", "Location", "Set-Cookie", "Content-Length", "x_y", "X A", "X:A", "Transfer-Encoding"],
+    "clear": ["X-A", "Content-Type", "Server", "c"],
+    "samesite": ["Lax", "Strict", "None", "lax", "bad"],
+    "expires_days": ["1", "0", "-1", "1.5", "x"],
+    "max_age": ["10", "0", "-5", "x"],
+    "perm": ["", "1"],
+    "set": ["", "v1", "a b", "é", '"q"', "x;y"],
+}  # fmt: skip
+
+_FILES = ["a.txt", "b.html", "c.css", "sub/", "sub/index.html", "sub", "", "missing.txt",
+          "../app.py", "%2e%2e/a.txt", "a.txt/", "A.TXT", "./a.txt", "sub/../a.txt"]  # fmt: skip
+
+
+@st.composite
+def _route(draw: Any) -> str:
+    template = draw(st.sampled_from(sorted(_ROUTES)))
+    path = template.format(
+        x=draw(st.sampled_from(["", "/", "a", "a/", "x%20y", "%C3%A9", "a/b"])),
+        y=draw(st.sampled_from(["", "b", "b/c", "%2F"])),
+        f=draw(st.sampled_from(_FILES)),
+    )
+    names = _ROUTES[template]
+    chosen = draw(st.lists(st.sampled_from(names), max_size=4)) if names else []
+    if draw(st.integers(0, 9)) == 0:
+        chosen.append(draw(st.sampled_from(["_xsrf", "a", "zz"])))
+    pairs = []
+    for name in chosen:
+        if name in _CHOICES and draw(st.integers(0, 4)):
+            value = quote(draw(st.sampled_from(_CHOICES[name])), safe="")
+        else:
+            value = draw(_value())
+        pairs.append(f"{name}={value}" if draw(st.integers(0, 9)) else name)
+    query = "&".join(pairs)
+    return path + ("?" + query if query or draw(st.integers(0, 9)) == 0 else "")
+
+
+_HEADERS: dict[str, Callable[[], Any]] = {
+    "Cookie": lambda: st.lists(
+        st.sampled_from(["c=1", "c=é", 'c="q w"', "_xsrf=t", "s=bad", "c", "a=b; c=d", "=x", "c=%41"]),
+        min_size=1, max_size=3,
+    ).map("; ".join),
+    "X-Xsrftoken": lambda: st.sampled_from(["t", "", "2|aa|bb|1", "1|x"]),
+    "Range": lambda: st.sampled_from(["bytes=0-4", "bytes=5-", "bytes=-3", "bytes=10-2", "bytes=0-0,2-3", "bytes=100-",
+                                      "bytes=-0", "bits=0-1", "bytes=0-99999", "bytes=", "bytes=19-"]),
+    "If-None-Match": lambda: st.sampled_from(['"x"', "*", 'W/"x"', '"0f0"', "a, b"]),
+    "If-Modified-Since": lambda: st.sampled_from(["Thu, 01 Jan 2099 00:00:00 GMT", "Thu, 01 Jan 1970 00:00:00 GMT", "junk", ""]),
+    "Accept-Language": lambda: st.sampled_from(["fr", "en-US,fr;q=0.5", "zz", "es;q=x", "*", "de-DE;q=0.9, ja"]),
+    "X-Forwarded-For": lambda: st.sampled_from(["1.2.3.4", "1.2.3.4, 5.6.7.8", "junk", "::1", ""]),
+    "X-Real-Ip": lambda: st.sampled_from(["9.9.9.9", "x", "::2"]),
+    "X-Forwarded-Proto": lambda: st.sampled_from(["https", "http", "ftp", "https, http"]),
+    "X-Scheme": lambda: st.sampled_from(["https", "gopher"]),
+    "Host": lambda: st.sampled_from(["a.example", "a.example:81", "[::1]:80", "A.Example", "", "x y"]),
+    "Accept-Encoding": lambda: st.sampled_from(["gzip", "gzip, deflate", "identity", "*"]),
+    "Expect": lambda: st.sampled_from(["100-continue", "nonsense"]),
+    "Referer": lambda: st.sampled_from(["http://a.example/", "x"]),
+}  # fmt: skip
+
+_FORMS = st.sampled_from(["a=1", "a=1&a=2", "a=%zz", "a=é", "b=2", "a", "a=+x+", "=&=", "a=1;a=2"])
+_MULTIPART_PARTS = st.sampled_from([
+    'Content-Disposition: form-data; name="a"\r\n\r\nv',
+    'Content-Disposition: form-data; name="f"; filename="x.txt"\r\nContent-Type: text/plain\r\n\r\nfile',
+    'Content-Disposition: form-data; name="f"; filename*=UTF-8\'\'%C3%A9.txt\r\n\r\nz',
+    'Content-Disposition: form-data\r\n\r\nnoname',
+    "Content-Type: text/plain\r\n\r\nnodisp",
+])  # fmt: skip
+
+
+@st.composite
+def requests(draw: Any) -> bytes:
+    method = draw(
+        st.sampled_from(["GET"] * 8 + ["POST", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"])
+    )
+    target = draw(_route())
+    fields = [("Host", "127.0.0.1")]
+    for name in draw(st.lists(st.sampled_from(sorted(_HEADERS)), max_size=4, unique=True)):
+        value = draw(_HEADERS[name]())
+        if name == "Host":
+            fields[0] = ("Host", value)
+        else:
+            fields.append((name, value))
+    body = b""
+    if method in ("POST", "PUT", "PATCH") and draw(st.integers(0, 4)):
+        kind = draw(st.sampled_from(["form", "multipart", "raw"]))
+        if kind == "form":
+            body = draw(_FORMS).encode()
+            fields.append(("Content-Type", "application/x-www-form-urlencoded"))
+        elif kind == "multipart":
+            parts = draw(st.lists(_MULTIPART_PARTS, min_size=1, max_size=3))
+            body = "".join(f"--B\r\n{p}\r\n" for p in parts).encode() + b"--B--\r\n"
+            fields.append(("Content-Type", "multipart/form-data; boundary=B"))
+        else:
+            body = draw(st.sampled_from([b"x", b"0123456789" * 10, b'{"a": 1}']))
+        if draw(st.integers(0, 3)) == 0 and body:
+            fields.append(("Transfer-Encoding", "chunked"))
+            cut = len(body) // 2
+            body = (
+                b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:cut], body[cut:]) if p)
+                + b"0\r\n\r\n"
+            )
+        else:
+            fields.append(("Content-Length", str(len(body))))
+    fields.append(("Connection", "close"))
+    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+    return head.encode("utf-8") + b"\r\n" + body
+
+
+# -- answers ------------------------------------------------------------------
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    """The server's answer, or what it said before it went quiet for TIMEOUT seconds, marked."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        # No half-close after the request: Tornado may take the end of input
+        # for a gone client and close without answering (a race, run to run).
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            chunks.append(b"<no answer, connection left open>")
+    return b"".join(chunks)
+
+
+_REDACT = [
+    (re.compile(r"(?i)(expires=)[^;]*"), r"\1<date>"),
+    (re.compile(r'(s=)"?2\|1:0\|10:\d+\|([^;"]*)\|[0-9a-f]{64}"?'), r"\1<signed \2>"),
+    (re.compile(r"(_xsrf=)[^;]*"), r"\1<token>"),
+]
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out
+
+
+def normal(raw: bytes, method: bytes) -> tuple[Any, ...]:
+    """The answer's status, reason, header fields and body, without what depends on the clock."""
+    # An interim 100 Continue is answered by Squall only where a body is read; see COMPAT.md.
+    while raw.startswith(b"HTTP/1.1 100"):
+        raw = raw.partition(b"\r\n\r\n")[2]
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    status, _, reason = rest.partition(" ")
+    fields = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name, value = name.lower(), value.strip()
+        if name in ("date", "server"):
+            continue
+        if name in ("set-cookie", "expires"):
+            for pattern, replacement in _REDACT:
+                value = pattern.sub(replacement, value)
+            if name == "expires":
+                value = "<date>"
+        fields.append((name, value))
+    names = {n for n, _ in fields}
+    if method != b"HEAD":
+        if ("transfer-encoding", "chunked") in fields:
+            body = _dechunk(body)
+        if ("content-encoding", "gzip") in fields and body:
+            body = gzip.decompress(body)
+            fields = [(n, v) for n, v in fields if n != "content-length"]
+    del names
+    return (version, status, reason, tuple(sorted(fields)), body)
+
+
+# -- departures kept on purpose ------------------------------------------------------
+
+
+def departure(request: bytes, tornado: tuple[Any, ...], squall: tuple[Any, ...]) -> str | None:
+    """The reason Squall answers otherwise, where COMPAT.md lists it; else None."""
+    head = request.partition(b"\r\n\r\n")[0].decode("utf-8", "replace")
+    target = head.split(" ", 2)[1]
+    if tornado[1] == squall[1] == "400" and not tornado[3] and not tornado[4]:
+        return "a refused request's 400 says in its body what was wrong (Tornado's is empty)"
+    if tornado[1] == "500" and squall[1] in ("204", "304") and not squall[4]:
+        return "a 204 or 304 after write('') is sent (Tornado: a RuntimeError, the 500 page)"
+    if tornado[1] == "500" and squall[1].startswith("4"):
+        return "Tornado answers 500 where Squall names the client's mistake with a 4xx"
+    if (
+        squall[1] == "500"
+        and target.startswith(("/header", "/status", "/error"))
+        and tornado[1] != "500"
+    ):
+        return "a response head the connection refuses unsent (a status outside 200-999, a field it cannot send) is a 500"
+    if target.startswith("/cookie") and not tornado[1] and squall[1:5:3] == ("299", b"ValueError"):
+        return "set_cookie with an attribute beyond Latin-1 raises ValueError (Tornado fails writing the head: no answer)"
+    if (
+        target.startswith("/cookie")
+        and tornado[1] == squall[1] == "299"
+        and tornado[4] == squall[4]
+    ):
+        return "set_cookie that raises on an argument sets nothing (Tornado keeps the cookie half made)"
+    if target.startswith("/header") and squall[4] == b"HTTPInputError":
+        return "set_header refuses a name that is not an HTTP token (Tornado sends it)"
+    if (
+        "Accept-Encoding: *" in head
+        and tornado[4] == squall[4]
+        and ("content-encoding", "gzip") in squall[3]
+    ):
+        return "content codings are chosen by Accept-Encoding as RFC 9110 reads it ('*' takes gzip); Tornado looks for 'gzip'"
+    if tornado[4] == b"AssertionError" and squall[4] in (b"ValueError", b"TypeError"):
+        return "a bad argument raises ValueError or TypeError naming it (Tornado: an assert, gone under python -O)"
+    if (
+        tornado[:2] == squall[:2]
+        and tornado[3:] == squall[3:]
+        and tornado[2] == squall[2].encode("utf-8").decode("latin-1")
+    ):
+        return "a reason phrase with latin-1 characters is sent as those octets (Tornado: UTF-8)"
+    return None
+
+
+# -- run ------------------------------------------------------------------------------
+
+
+def start(framework: str, static: str, gzip_on: bool) -> tuple[subprocess.Popen[str], int]:
+    args = [sys.executable, os.path.join(HERE, "app.py"), framework, static] + (
+        ["gzip"] if gzip_on else []
+    )
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.strip().isdigit():
+        proc.kill()
+        raise SystemExit(f"{framework}: app.py did not start (said {line!r})")
+    return proc, int(line)
+
+
+def make_static(root: str) -> None:
+    os.makedirs(os.path.join(root, "sub"))
+    for name, text in [
+        ("a.txt", "0123456789abcdefghij"),
+        ("b.html", "<p>b</p>"),
+        ("c.css", "p{}"),
+        ("sub/index.html", "<p>index</p>"),
+    ]:
+        with open(os.path.join(root, name), "w") as f:
+            f.write(text)
+        os.utime(os.path.join(root, name), (1_600_000_000, 1_600_000_000))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--gzip", action="store_true", help="serve with compress_response=True")
+    parser.add_argument("--seed", type=int, help="Hypothesis seed (default: random; printed)")
+    opts = parser.parse_args()
+    chosen_seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "big")
+    kept: Counter[str] = Counter()
+    unexplained: list[tuple[bytes, Any, Any]] = []
+    sent = [0]
+    with tempfile.TemporaryDirectory() as static:
+        make_static(static)
+        servers = [start(name, static, opts.gzip) for name in ("tornado", "squall")]
+        try:
+
+            @seed(chosen_seed)
+            @settings(
+                max_examples=opts.requests,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                phases=["generate"],
+            )
+            @given(requests())
+            def compare(request: bytes) -> None:
+                sent[0] += 1
+                method = request.split(b" ", 1)[0]
+                t, s = (normal(exchange(port, request), method) for _, port in servers)
+                if t == s:
+                    return
+                reason = departure(request, t, s)
+                if reason:
+                    kept[reason] += 1
+                elif len(unexplained) < 200:
+                    unexplained.append((request, t, s))
+
+            compare()
+        finally:
+            for proc, _ in servers:
+                proc.kill()
+                proc.wait()
+    print(f"app_run: seed {chosen_seed}, {sent[0]} requests{' (gzip)' if opts.gzip else ''}, "
+          f"{sum(kept.values())} departures kept on purpose, {len(unexplained)} unexplained")  # fmt: skip
+    for reason, count in kept.most_common():
+        print(f"  {count:5d}  {reason}")
+    for request, t, s in unexplained[:10]:
+        print("\nrequest:", request)
+        print("  tornado:", t)
+        print("  squall: ", s)
+    return 1 if unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -103,6 +103,12 @@ def _max_age(value: Any) -> int:
     raise ValueError(f"Cookie max_age must be an integer number of seconds, not {value!r}")
 
 
+def _check_name(name: str) -> None:
+    _check_attribute("name", name, name)
+    if not name or not _NAME_CHARS.issuperset(name):
+        raise http.cookies.CookieError(f"Illegal cookie name {name!r}")
+
+
 def format_set_cookie(name: str, value: str, attributes: dict[str, Any]) -> str:
     """Formats one ``Set-Cookie`` header value, as `http.cookies.Morsel` would.
 
@@ -121,9 +127,7 @@ def format_set_cookie(name: str, value: str, attributes: dict[str, Any]) -> str:
         ValueError: for a ``max-age`` that is not an integer, or a value
             holding characters beyond Latin-1.
     """
-    _check_attribute("name", name, name)
-    if not name or not _NAME_CHARS.issuperset(name):
-        raise http.cookies.CookieError(f"Illegal cookie name {name!r}")
+    _check_name(name)
     encoded = _quote_value(value)
     if not encoded.isascii():
         # Only Latin-1 is octal-escaped; anything else could not be sent in a header.
@@ -263,12 +267,14 @@ class CookieMixin:
             labels[lower] = key
         if isinstance(name, bytes):
             name = name.decode("utf-8")
-        # The name first, then the attributes, as Tornado reports them.
+        # The name first, then the attributes, then the name's characters, as
+        # Tornado reports them.
         _check_attribute("name", name, name)
         for key, label in labels.items():
             item = attributes.get(key)
             if isinstance(item, str):
                 _check_attribute(label, item, name)
+        _check_name(name)
         if not expires and expires_days is not None:
             # A timestamp: formatted as the same HTTP date a datetime would
             # be, without one (computed after the checks above, so that a bad

@@ -165,6 +165,8 @@ def test_a_bad_attribute_is_reported_before_a_bad_expires_days() -> None:
     handler = StubHandler()
     with pytest.raises(http.cookies.CookieError, match="domain"):
         handler.set_cookie("a", "b", domain="a b", expires_days="x")  # type: ignore[arg-type]
+    with pytest.raises(http.cookies.CookieError, match="Illegal cookie name"):
+        handler.set_cookie("(", "b", expires_days="x")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         handler.set_cookie("a", "b", expires_days="x")  # type: ignore[arg-type]
     assert handler.set_cookies() == []

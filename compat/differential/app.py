@@ -16,6 +16,7 @@ import datetime
 import importlib
 import json
 import sys
+import traceback
 from typing import Any
 
 FRAMEWORK = sys.argv[1]
@@ -28,6 +29,7 @@ class Handler(web.RequestHandler):
         return self.get_query_argument(name, default)
 
     def failed(self, exc: Exception) -> None:
+        traceback.print_exception(exc)  # to stderr, for whoever runs app.py by hand
         self.clear()
         self.set_status(299)
         self.write(type(exc).__name__)
@@ -267,6 +269,126 @@ class Render(Handler):
         self.write(template.Template(self.SOURCE).generate(**namespace))
 
 
+gen: Any = importlib.import_module(f"{FRAMEWORK}.gen")
+locale: Any = importlib.import_module(f"{FRAMEWORK}.locale")
+
+
+class Box(web.UIModule):
+    def render(self, text: str) -> str:
+        return f"<b>{text}</b>"
+
+    def embedded_css(self) -> str:
+        return "b{}"
+
+    def javascript_files(self) -> list[str]:
+        return ["a.txt", "/x.js", "http://cdn.example/y.js"]
+
+
+class Page(Handler):
+    """A template from the template path: static_url, xsrf_form_html, reverse_url, a UI module, locale."""
+
+    def get_user_locale(self) -> Any:
+        code = self.arg("loc")
+        return locale.get(code) if code else None
+
+    def get(self) -> None:
+        try:
+            self.render("page.html", v=self.arg("v", ""), n=len(self.arg("v", "")))
+        except Exception as exc:
+            self.failed(exc)
+
+
+class Dates(Handler):
+    """What a locale makes of dates and numbers (fixed dates: nothing here depends on the clock)."""
+
+    def get(self) -> None:
+        loc = locale.get(self.arg("loc", "en_US"))
+        when = datetime.datetime(2020, 2, 29, 13, 5, 9)
+        try:
+            offset = int(self.arg("gmt", "0") or 0)
+            self.write(
+                {
+                    "code": loc.code,
+                    "rtl": loc.rtl,
+                    "date": loc.format_date(when, gmt_offset=offset, relative=False),
+                    "full": loc.format_date(when, gmt_offset=offset, full_format=True),
+                    "shorter": loc.format_date(
+                        when, gmt_offset=offset, relative=False, shorter=True
+                    ),
+                    "day": loc.format_day(when, gmt_offset=offset),
+                    "dow": loc.format_day(when, gmt_offset=offset, dow=False),
+                    "number": loc.friendly_number(len(self.arg("v", "")) * 123457),
+                    "list": loc.list(self.get_arguments("v")),
+                    "plural": loc.translate("one", "many", len(self.get_arguments("v"))),
+                }
+            )
+        except Exception as exc:
+            self.failed(exc)
+
+
+class Conditional(Handler):
+    """Entity tags as an application sets and checks them itself."""
+
+    def compute_etag(self) -> Any:
+        return None if self.arg("none") else super().compute_etag()
+
+    def get(self) -> None:
+        self.write(self.arg("body", "hello"))
+        if self.arg("explicit"):
+            self.set_etag_header()
+            if self.check_etag_header():
+                self.clear()
+                self.set_status(304)
+
+    def head(self) -> None:
+        self.set_header("Content-Length", "5")
+
+
+class Coroutines(Handler):
+    @gen.coroutine
+    def get(self) -> Any:
+        yield gen.moment
+        value = yield self.later(self.arg("v", "x"))
+        self.write(value)
+
+    async def post(self) -> None:
+        await asyncio.sleep(0)
+        self.write(
+            {"body": self.request.body.decode("latin-1"), "args": self.get_body_arguments("a")}
+        )
+
+    @gen.coroutine
+    def later(self, value: str) -> Any:
+        yield gen.moment
+        if value == "raise":
+            raise web.HTTPError(409, reason="Conflicted")
+        return value * 2
+
+
+class Latin1Args(Handler):
+    def decode_argument(self, value: bytes, name: Any = None) -> str:
+        return value.decode("latin-1")
+
+    def get(self, part: str) -> None:
+        self.write(repr((part, self.get_argument("a", None))))
+
+
+PAGE = """<html><head>{% autoescape xhtml_escape %}<link href="{{ static_url('a.txt') }}"></head><body>
+{% raw xsrf_form_html() %}|{{ reverse_url('named', v) }}|{% module Box(v) %}
+|{{ _('Sign in') }}|{{ locale.code }}|{{ _('%(n)d item', '%(n)d items', n) % {'n': n} }}
+{% for i in range(n % 3) %}[{{ i }}]{% end %}{% set w = v.upper() %}{{ w }}
+{% apply linkify %} a http://x.y/?a=1&b=2 {{ v }} {% end %}{% comment nothing %}{# nor this #}
+{% if v %}yes{% elif n %}n{% else %}no{% end %}{% while False %}{% end %}</body></html>"""
+
+
+TRANSLATIONS = {
+    "fr_FR": '"Sign in","Se connecter"\n"%(n)d item","%(n)d élément",singular\n'
+    '"%(n)d items","%(n)d éléments",plural\n"one","un",singular\n"many","beaucoup",plural\n',
+    "es_LA": '"Sign in","Iniciar sesión"\n"one","uno",singular\n"many","muchos",plural\n',
+    "ar_AR": '"Sign in","تسجيل الدخول"\n',
+}
+
+
 def make_app(static: str, gzip: bool) -> Any:
     return web.Application(
         [
@@ -295,8 +417,17 @@ def make_app(static: str, gzip: bool) -> Any:
                 web.StaticFileHandler,
                 {"path": static, "default_filename": "index.html"},
             ),
+            (r"/page", Page),
+            (r"/dates", Dates),
+            (r"/cond", Conditional),
+            (r"/co", Coroutines),
+            (r"/l1/(.*)", Latin1Args),
+            web.url(r"/named/([^/]*)", OnlyGet, name="named"),
+            (r"/gone", web.ErrorHandler, {"status_code": 410}),
         ],
         static_path=static,
+        template_path=static,
+        ui_modules={"Box": Box},
         cookie_secret="s",
         login_url="/login?a=b",
         compress_response=gzip,
@@ -304,6 +435,12 @@ def make_app(static: str, gzip: bool) -> Any:
 
 
 async def main() -> None:
+    with open(f"{sys.argv[2]}/page.html", "w") as f:
+        f.write(PAGE)
+    for code, text in TRANSLATIONS.items():
+        with open(f"{sys.argv[2]}/{code}.csv", "w", encoding="utf-8") as f:
+            f.write(text)
+    locale.load_translations(sys.argv[2])
     app = make_app(sys.argv[2], len(sys.argv) > 3 and sys.argv[3] == "gzip")
     server = app.listen(0, "127.0.0.1", xheaders=True)
     port = next(iter(server._sockets.values())).getsockname()[1]

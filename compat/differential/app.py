@@ -381,6 +381,38 @@ PAGE = """<html><head>{% autoescape xhtml_escape %}<link href="{{ static_url('a.
 {% if v %}yes{% elif n %}n{% else %}no{% end %}{% while False %}{% end %}</body></html>"""
 
 
+websocket: Any = importlib.import_module(f"{FRAMEWORK}.websocket")
+
+
+class Echo(websocket.WebSocketHandler):
+    """A WebSocket as applications write one: origin check, subprotocols, compression, echo."""
+
+    def check_origin(self, origin: str) -> bool:
+        return bool(self.get_query_argument("strict", None) is None or super().check_origin(origin))
+
+    def select_subprotocol(self, subprotocols: list[str]) -> Any:
+        if self.get_query_argument("proto", None) is not None and subprotocols:
+            return subprotocols[-1]
+        return None
+
+    def get_compression_options(self) -> Any:
+        return {} if self.get_query_argument("deflate", None) is not None else None
+
+    def open(self, *args: str) -> None:
+        self.write_message(f"open {self.selected_subprotocol} {args}")
+
+    def on_message(self, message: Any) -> None:
+        if message == "close":
+            self.close(4000, "bye")
+        elif isinstance(message, bytes):
+            self.write_message(message[::-1], binary=True)
+        else:
+            self.write_message({"echo": message, "n": len(message)})
+
+    def on_ping(self, data: bytes) -> None:
+        self.write_message("ping " + data.hex())
+
+
 TRANSLATIONS = {
     "fr_FR": '"Sign in","Se connecter"\n"%(n)d item","%(n)d élément",singular\n'
     '"%(n)d items","%(n)d éléments",plural\n"one","un",singular\n"many","beaucoup",plural\n',
@@ -418,6 +450,7 @@ def make_app(static: str, gzip: bool) -> Any:
                 {"path": static, "default_filename": "index.html"},
             ),
             (r"/page", Page),
+            (r"/ws(/.*)?", Echo),
             (r"/dates", Dates),
             (r"/cond", Conditional),
             (r"/co", Coroutines),

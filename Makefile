@@ -784,7 +784,8 @@ $(DIFF_VENV)/.installed: pyproject.toml
 
 # It also compares Tornado's helper functions with Squall's (functions.py,
 # DIFF_EXAMPLES Hypothesis examples per property) and one application served
-# by each (app_run.py: DIFF_REQUESTS requests, plain and with gzip).
+# by each (app_run.py: DIFF_REQUESTS conversations, plain and with gzip), and
+# the simple HTTP client of each against scripted answers (client_run.py).
 DIFF_EXAMPLES ?= 1000
 DIFF_REQUESTS ?= 3000
 
@@ -793,6 +794,7 @@ differential: $(DIFF_VENV)/.installed
 	$(DIFF_VENV)/bin/python compat/differential/functions.py --examples $(DIFF_EXAMPLES)
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --gzip
+	$(DIFF_VENV)/bin/python compat/differential/client_run.py --cases $(DIFF_REQUESTS)
 
 .venv-fuzz/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-fuzz

@@ -1,0 +1,213 @@
+"""Tornado's simple HTTP client and Squall's, fetching from the same scripted answers; results compared.
+
+``python compat/differential/client_run.py --cases 1500 [--seed N]`` in a
+venv with Tornado 6.6.1 and Squall (``make differential`` runs it in
+``.venv-differential``). Hypothesis chooses each case: the request (method,
+path, fields, body, credentials, redirect and decompression options) and
+one to three answers of a raw server (plain, chunked, gzip, until close,
+HTTP/1.0, 1xx before the final answer, 204, 304, redirects of every kind
+to relative and absolute places, cookies, a body shorter than its
+Content-Length, repeated Content-Length, errors, garbage). client_peer.py
+runs the cases under each framework; the requests the server received and
+what each fetch gave (code, reason, fields, body, ``effective_url``, the
+error) are compared. A difference that tests/COMPAT.md lists is counted
+under its reason; any other is printed and the run exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from typing import Any
+
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+_GZ = gzip.compress(b"hello gzip", mtime=0)
+_ANSWERS = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\n!!!\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(_GZ), _GZ),
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end<close>",
+    b"HTTP/1.0 200 OK\r\n\r\nold style<close>",
+    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nka",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n',
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 301 Moved Permanently\r\nLocation: /next\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}/abs?x=1\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 303 See Other\r\nLocation: other\r\nContent-Length: 3\r\n\r\nbye",
+    b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /keep#frag\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 308 Permanent Redirect\r\nLocation: ../up\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2; Path=/\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort<close>",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope",
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nerror",
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n",
+    b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="r"\r\nContent-Length: 0\r\n\r\n',
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=latin-1\r\nContent-Length: 1\r\n\r\n\xe9",
+    b"HTTP/1.1 200 Fine Thanks\r\nX-Empty:\r\nX-Space:   padded  \r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 418 \r\nContent-Length: 0\r\n\r\n",
+    b"not http at all\r\n\r\n<close>",
+    b"<close>",
+]
+_PATHS = ["/", "/p", "/p?q=1&q=2", "/a/b/c", "/%C3%A9?x=%20", "/p?", "/é", "/a b"]
+_FIELDS = [
+    {"X-A": "1"}, {"Accept-Encoding": "identity"}, {"Cookie": "a=b"}, {"Host": "other.example"},
+    {"Content-Type": "application/json"}, {"User-Agent": "mine"}, {"Connection": "close"},
+    {"If-None-Match": '"x"'}, {"Authorization": "Bearer t"},
+]  # fmt: skip
+
+
+@st.composite
+def cases(draw: Any) -> dict[str, Any]:
+    method = draw(
+        st.sampled_from(["GET"] * 5 + ["POST", "PUT", "PATCH", "HEAD", "DELETE", "OPTIONS"])
+    )
+    request: dict[str, Any] = {"method": method}
+    if method in ("POST", "PUT", "PATCH"):
+        request["body"] = draw(st.sampled_from(["", "a=1", "x" * 70, None]))
+    headers: dict[str, str] = {}
+    for fields in draw(st.lists(st.sampled_from(_FIELDS), max_size=3)):
+        headers.update(fields)
+    if headers:
+        request["headers"] = headers
+    for name, values in {
+        "follow_redirects": [True, False],
+        "max_redirects": [0, 1, 5],
+        "decompress_response": [True, False],
+        "allow_nonstandard_methods": [True],
+        "user_agent": ["UA/1"],
+        "auth_username": ["user"],
+        "callbacks": [True],
+    }.items():
+        if draw(st.integers(0, 3)) == 0:
+            request[name] = draw(st.sampled_from(values))
+    if "auth_username" in request:
+        request["auth_password"] = draw(st.sampled_from(["pw", "", "é:x"]))
+    script = draw(st.lists(st.sampled_from(_ANSWERS), min_size=1, max_size=3))
+    return {
+        "request": request,
+        # (Mostly plain paths: the two with a space or raw non-ASCII are departures.)
+        "path": draw(st.sampled_from(_PATHS[:6] * 4 + _PATHS[6:])),
+        "script": [base64.b64encode(a).decode() for a in script],
+    }
+
+
+def run_peer(framework: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Squall's side runs the same Tornado program through squall.compat, as
+    # a user runs one: the fetches are Tornado's calls, answered by Squall.
+    runner = ["-m", "squall.compat"] if framework == "squall" else []
+    done = subprocess.run(
+        [sys.executable, *runner, os.path.join(HERE, "client_peer.py"), "tornado"],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        timeout=600 + 20 * len(batch),
+        check=False,
+    )
+    if done.returncode:
+        raise SystemExit(f"client_peer.py {framework} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def _in_order(received: list[str]) -> list[Any]:
+    """Each request as its line, its fields sorted by name (their order carries no meaning), its body."""
+    out = []
+    for text in received:
+        head, _, body = text.partition("\r\n\r\n")
+        line, *fields = head.split("\r\n")
+        out.append([line, sorted(fields, key=lambda f: f.partition(":")[0].lower()), body])
+    return out
+
+
+def departure(case: dict[str, Any], t: dict[str, Any], s: dict[str, Any]) -> str | None:
+    """The reason Squall's client does otherwise, where COMPAT.md lists it; else None."""
+    if t.get("header_lines") != s.get("header_lines") and {**t, "header_lines": 0} == {
+        **s,
+        "header_lines": 0,
+    }:
+        once = [
+            line for i, line in enumerate(t["header_lines"]) if line not in t["header_lines"][:i]
+        ]
+        if once == s["header_lines"]:
+            return "equal repeated Content-Length lines reach header_callback as the one field kept"
+        if [line.replace(" None\r\n", " \r\n", 1) for line in t["header_lines"]] == s[
+            "header_lines"
+        ]:
+            return (
+                "a status line with an empty reason reaches header_callback as sent (Tornado: None)"
+            )
+    if case["path"] == "/a b" and s == {"raised": "ValueError", "received": []}:
+        return "a URL with a space is refused with ValueError before anything is sent (Tornado sends it)"
+    if "é" in case["path"]:
+        t_rest, s_rest = (
+            {k: v for k, v in a.items() if k not in ("received", "effective_url")} for a in (t, s)
+        )
+        if t_rest == s_rest and len(t["received"]) == len(s["received"]):
+            return "a URL's non-ASCII characters are sent percent-encoded as UTF-8 (Tornado: raw UTF-8)"
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=1000)
+    parser.add_argument("--seed", type=int, help="Hypothesis seed (default: random; printed)")
+    opts = parser.parse_args()
+    chosen_seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "big")
+    batch: list[dict[str, Any]] = []
+
+    @seed(chosen_seed)
+    @settings(
+        max_examples=opts.cases,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=["generate"],
+    )
+    @given(cases())
+    def collect(case: dict[str, Any]) -> None:
+        batch.append(case)
+
+    collect()
+    tornado = run_peer("tornado", batch)
+    squall = run_peer("squall", batch)
+    kept: Counter[str] = Counter()
+    unexplained = []
+    for case, t, s in zip(batch, tornado, squall, strict=True):
+        t["received"], s["received"] = _in_order(t["received"]), _in_order(s["received"])
+        if t == s:
+            continue
+        reason = departure(case, t, s)
+        if reason:
+            kept[reason] += 1
+        else:
+            unexplained.append((case, t, s))
+    print(
+        f"client_run: seed {chosen_seed}, {len(batch)} cases, {sum(kept.values())} departures"
+        f" kept on purpose, {len(unexplained)} unexplained"
+    )
+    for reason, count in kept.most_common():
+        print(f"  {count:5d}  {reason}")
+    for case, t, s in unexplained[:3]:
+        script = [base64.b64decode(a) for a in case["script"]]
+        print("\ncase:", case["request"], case["path"], script)
+        print("  tornado:", json.dumps(t)[:600])
+        print("  squall: ", json.dumps(s)[:600])
+    return 1 if unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

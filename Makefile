@@ -794,6 +794,7 @@ differential: $(DIFF_VENV)/.installed
 	$(DIFF_VENV)/bin/python compat/differential/functions.py --examples $(DIFF_EXAMPLES)
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --gzip
+	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --compat
 	$(DIFF_VENV)/bin/python compat/differential/client_run.py --cases $(DIFF_REQUESTS)
 
 .venv-fuzz/.installed: pyproject.toml

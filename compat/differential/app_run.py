@@ -554,7 +554,10 @@ def ws_departure(handshake: bytes, tornado: list[Any], squall: list[Any]) -> str
 
 
 def start(framework: str, static: str, gzip_on: bool) -> tuple[subprocess.Popen[str], int]:
-    args = [sys.executable, os.path.join(HERE, "app.py"), framework, static] + (
+    # "squall-compat": the program as written for Tornado, run through squall.compat.
+    runner = ["-m", "squall.compat"] if framework == "squall-compat" else []
+    imports = "tornado" if framework == "squall-compat" else framework
+    args = [sys.executable, *runner, os.path.join(HERE, "app.py"), imports, static] + (
         ["gzip"] if gzip_on else []
     )
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -583,6 +586,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000, help="conversations of 1-3 requests")
     parser.add_argument("--gzip", action="store_true", help="serve with compress_response=True")
+    parser.add_argument(
+        "--compat",
+        action="store_true",
+        help="run Squall's side through squall.compat, importing tornado",
+    )
     parser.add_argument("--seed", type=int, help="Hypothesis seed (default: random; printed)")
     opts = parser.parse_args()
     chosen_seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "big")
@@ -591,7 +599,8 @@ def main() -> int:
     sent = [0]
     with tempfile.TemporaryDirectory() as static:
         make_static(static)
-        servers = [start(name, static, opts.gzip) for name in ("tornado", "squall")]
+        squall_side = "squall-compat" if opts.compat else "squall"
+        servers = [start(name, static, opts.gzip) for name in ("tornado", squall_side)]
         try:
 
             @seed(chosen_seed)

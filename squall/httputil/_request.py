@@ -204,17 +204,19 @@ class HTTPServerRequest(_OpenAttributes):
             context = getattr(connection, "context", None)
             self.remote_ip = getattr(context, "remote_ip", None)
             self.protocol = getattr(context, "protocol", "http")
+        # An empty Host field (allowed: RFC 9112 section 3.2) stays empty, as
+        # in Tornado; only a request without one is taken as for 127.0.0.1.
         if not host:
             if type(headers) is _HTTPHeaders:
                 # The stock headers are read through their dict: no calls.
                 hosts = headers._as_list.get("Host")
                 if hosts:
                     host = hosts[0] if len(hosts) == 1 else ",".join(hosts)
+                else:
+                    host = "127.0.0.1"
             else:
-                host = headers.get("Host")
-        # An empty Host field (allowed: RFC 9112 section 3.2) stays empty, as
-        # in Tornado; only a request without one is taken as for 127.0.0.1.
-        self.host = "127.0.0.1" if host is None else host
+                host = headers.get("Host", "127.0.0.1")
+        self.host = host
         if files:
             self._files = files
         self.connection = connection

@@ -381,6 +381,44 @@ PAGE = """<html><head>{% autoescape xhtml_escape %}<link href="{{ static_url('a.
 {% if v %}yes{% elif n %}n{% else %}no{% end %}{% while False %}{% end %}</body></html>"""
 
 
+class Late(Handler):
+    """The order mistakes applications make: after flush(), after finish(), in prepare or on_finish."""
+
+    def prepare(self) -> None:
+        if self.arg("how") == "prepare-finish":
+            self.finish("early")
+
+    async def get(self) -> None:
+        how = self.arg("how", "")
+        self.write("a")
+        if how == "clear":
+            self.clear()
+            self.write("b")
+            return
+        if how.startswith("finish"):
+            self.finish("f")
+            if how == "finish-write":
+                self.write("late")
+            elif how == "finish-twice":
+                self.finish()
+            return
+        await self.flush()
+        if how == "raise":
+            raise ValueError("after the head")
+        if how == "redirect":
+            self.redirect("/elsewhere")
+        elif how == "status":
+            self.set_status(404)
+            self.set_header("X-Late", "1")
+        elif how == "http-error":
+            raise web.HTTPError(403)
+        self.write("z")
+
+    def on_finish(self) -> None:
+        if self.arg("how") == "on-finish":
+            raise RuntimeError("in on_finish")
+
+
 websocket: Any = importlib.import_module(f"{FRAMEWORK}.websocket")
 
 
@@ -450,6 +488,7 @@ def make_app(static: str, gzip: bool) -> Any:
                 {"path": static, "default_filename": "index.html"},
             ),
             (r"/page", Page),
+            (r"/late", Late),
             (r"/ws(/.*)?", Echo),
             (r"/dates", Dates),
             (r"/cond", Conditional),

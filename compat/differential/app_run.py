@@ -96,13 +96,13 @@ _ROUTES: dict[str, list[str]] = {
     "/l1/{x}": ["a"],
     "/named/{x}": [],
     "/gone": [],
+    "/late": ["how"],
 }  # fmt: skip
 
 # Values that the handlers read as numbers, names or choices.
 _CHOICES: dict[str, list[str]] = {
     "c": ["200", "204", "299", "304", "301", "400", "404", "405", "418", "500", "503", "599", "600", "99", "x"],
     "status": ["", "301", "302", "303", "307", "308", "200", "400", "x"],
-    "how": ["raise", "send", "exception", "finish", "missing", "none"],
     "kind": ["str", "int", "bytes", "datetime"],
     "k": ["dict", "list", "none", "bytes", "str"],
     "name": ["X-A", "Content-Type", "Etag", "Location", "Set-Cookie", "Content-Length", "x_y", "X A", "X:A", "Transfer-Encoding"],
@@ -115,6 +115,9 @@ _CHOICES: dict[str, list[str]] = {
     "loc": ["fr", "fr_FR", "fr-fr", "en", "zz", "es_LA", "es", "ar_AR", "zh_CN", "he", ""],
     "gmt": ["0", "60", "-300", "1440", "x"],
     "explicit": ["1"],
+    "how": ["raise", "send", "exception", "finish", "missing", "none",
+            "clear", "finish-write", "finish-twice", "redirect", "status", "http-error",
+            "on-finish", "prepare-finish"],
     "none": ["1"],
 }  # fmt: skip
 

@@ -21,6 +21,7 @@ from squall._h2 import ErrorCode  # noqa: E402
 from squall.concurrent import Future  # noqa: E402
 from squall.testing import AsyncHTTPTestCase, ExpectLog, gen_test  # noqa: E402
 from squall.web import Application, RequestHandler, stream_request_body  # noqa: E402
+from squall.web import HTTPError as web_HTTPError  # noqa: E402
 
 from ._client import RawH2  # noqa: E402
 
@@ -32,6 +33,12 @@ class Status(RequestHandler):
         self.set_status(int(code))
 
     head = get
+
+
+class RaiseStatus(RequestHandler):
+    def get(self, code: str) -> None:
+        # An error page whose own status cannot be sent.
+        raise web_HTTPError(int(code))
 
 
 class NonLatin(RequestHandler):
@@ -66,6 +73,7 @@ class ParityTest(AsyncHTTPTestCase):
         return Application(
             [
                 (r"/status/(\d+)", Status),
+                (r"/raise/(\d+)", RaiseStatus),
                 ("/nonlatin", NonLatin),
                 ("/padded", Padded),
                 ("/detach", Detach),
@@ -98,6 +106,21 @@ class ParityTest(AsyncHTTPTestCase):
             assert r.status == 500, code
             assert r.body.startswith(ERROR_PAGE)
             assert r.headers["content-length"] == str(len(r.body))
+            assert r.body == r1.body
+        await client.close()
+
+    @gen_test
+    async def test_an_error_page_whose_status_cannot_go_is_the_500_page(self) -> None:
+        # raise HTTPError(99): the error page itself cannot be sent. The
+        # client got nothing and waited, on HTTP/1.1 and on HTTP/2.
+        with ExpectLog("squall.application", "Exception in exception handler"):
+            r1 = await self.http_client.fetch(self.get_url("/raise/99"), raise_error=False)
+        assert r1.code == 500
+        client = await self.h2()
+        for code in ("99", "101"):
+            with ExpectLog("squall.application", "Exception in exception handler"):
+                r = await client.fetch(f"/raise/{code}")
+            assert r.status == 500, code
             assert r.body == r1.body
         await client.close()
 

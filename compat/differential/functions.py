@@ -40,7 +40,7 @@ import tornado.routing as t_routing
 import tornado.template as t_template
 import tornado.util as t_util
 import tornado.web as t_web
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import squall.escape as s_escape
@@ -843,6 +843,7 @@ PROPERTIES = [escape, linkify, httputil, header_parameters, start_lines, ranges,
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--examples", type=int, default=1000, help="examples per property")
+    ap.add_argument("--seed", type=int, help="Hypothesis seed (default: random)")
     ap.add_argument("names", nargs="*", help="properties to run (all by default)")
     args = ap.parse_args()
     # Both libraries log what they refuse (forged cookies, the source of a
@@ -858,7 +859,8 @@ def main() -> int:
     failed = 0
     for prop in chosen:
         try:
-            config(prop)()
+            test = config(prop)
+            (seed(args.seed)(test) if args.seed is not None else test)()
         except AssertionError as exc:
             failed += 1
             print(f"{prop.__name__}: DIFFERENT {exc}")

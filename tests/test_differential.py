@@ -1,0 +1,101 @@
+"""The differential against Tornado 6.6.1 in small (compat/differential, `make differential`).
+
+functions.py (Tornado's helpers and Squall's, the same Hypothesis
+arguments), app_run.py (one application served by each, the same raw
+requests) and client_run.py (each simple HTTP client against the same
+scripted answers) run here on fixed seeds and few examples, with Tornado
+taken from the hooks differential's venv (see tests/test_hooks_diff.py):
+any difference tests/COMPAT.md does not list fails. `make differential`
+runs them at length, on random seeds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.test_hooks_diff import _tornado_python
+
+pytest.importorskip("hypothesis")
+
+ROOT = Path(__file__).resolve().parent.parent
+DIFF = ROOT / "compat" / "differential"
+
+
+def _tornado_env() -> dict[str, str]:
+    """This interpreter's environment, with Tornado 6.6.1 importable beside Squall."""
+    found = subprocess.run(
+        [
+            _tornado_python(),
+            "-c",
+            "import os, tornado; print(os.path.dirname(os.path.dirname(tornado.__file__)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    site = found.stdout.strip()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(DIFF / script), *args],
+        env=_tornado_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"differential_{name}", DIFF / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_helper_functions_agree_with_tornados() -> None:
+    out = _run("functions.py", "--examples", "60", "--seed", "1")
+    assert out.count("same on 60 examples") == out.count("\n") >= 20
+
+
+def test_one_application_answers_as_on_tornado() -> None:
+    out = _run("app_run.py", "--requests", "250", "--seed", "1")
+    assert ", 0 unexplained" in out.splitlines()[0]
+    assert int(out.split(" requests")[0].rsplit(" ", 1)[1]) >= 250
+
+
+def test_the_simple_client_fetches_as_tornados() -> None:
+    out = _run("client_run.py", "--cases", "200", "--seed", "1")
+    assert out.startswith("client_run: seed 1, 200 cases") and ", 0 unexplained" in out
+
+
+def test_an_unlisted_difference_is_not_explained() -> None:
+    # What the runs compare can fail: two answers apart in their body, or
+    # in a field, are not among the departures tests/COMPAT.md lists.
+    app_run = _module("app_run")
+    request = b"GET /arg?a=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nServer: x\r\n\r\n"
+    tornado = app_run.normal(answer + b"a", request)
+    assert app_run.normal(answer + b"a", request) == tornado
+    assert app_run.departure(request, tornado, app_run.normal(answer + b"b", request)) is None
+    other_field = app_run.normal(answer.replace(b"Server: x", b"X-A: 1") + b"a", request)
+    assert other_field != tornado
+    assert app_run.departure(request, tornado, other_field) is None
+    client_run = _module("client_run")
+    case = {"request": {"method": "GET"}, "path": "/p", "script": []}
+    result = {"code": 200, "body": "YQ==", "received": [], "header_lines": []}
+    assert client_run.departure(case, result, dict(result, code=201)) is None

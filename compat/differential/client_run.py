@@ -106,12 +106,74 @@ def cases(draw: Any) -> dict[str, Any]:
     }
 
 
-def run_peer(framework: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _server_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes:
+    size = len(payload)
+    length = bytes([size]) if size < 126 else bytes([126]) + size.to_bytes(2, "big")
+    return bytes([(0x80 if fin else 0) | rsv | opcode]) + length + payload
+
+
+_WS_HANDSHAKES = [
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: b\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: zzz\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: x-unknown\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: d3Jvbmc=\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno",
+    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+]
+_WS_SERVER_FRAMES = [
+    _server_frame(1, b"hello"),
+    _server_frame(2, b"\x00\x01"),
+    _server_frame(1, "é☃".encode()),
+    _server_frame(1, b"par", fin=False) + _server_frame(0, b"ts"),
+    _server_frame(9, b"ping"),
+    _server_frame(10, b"pong"),
+    _server_frame(1, b"\xff"),
+    _server_frame(1, b"r", rsv=0x40),
+    _server_frame(1, b"m\x80\x00\x00\x00\x00", fin=True)[:1] + b"\x81\x01\x02\x03\x04m",
+    _server_frame(0, b"stray"),
+    _server_frame(8, (1001).to_bytes(2, "big") + b"going"),
+    _server_frame(8, (999).to_bytes(2, "big")),
+    _server_frame(8, b""),
+    _server_frame(1, b"x" * 200),
+]
+
+
+@st.composite
+def ws_cases(draw: Any) -> dict[str, Any]:
+    frames = draw(st.lists(st.sampled_from(_WS_SERVER_FRAMES), max_size=4))
+    abrupt = draw(st.integers(0, 5)) == 0
+    if not abrupt:
+        frames.append(_server_frame(8, (1000).to_bytes(2, "big") + b"bye"))
+    return {
+        "ws": True,
+        "path": draw(st.sampled_from(["/ws", "/ws?x=1", "/é"])),
+        "subprotocols": draw(st.sampled_from([None, ["a"], ["a", "b"]])),
+        "compress": draw(st.booleans()),
+        "send": draw(st.sampled_from([[], ["hi"], ["a", "é"]])),
+        "handshake": base64.b64encode(draw(st.sampled_from(_WS_HANDSHAKES))).decode(),
+        "frames": [base64.b64encode(f).decode() for f in frames],
+        "abrupt": abrupt,
+    }
+
+
+def run_peer(
+    framework: str, batch: list[dict[str, Any]], peer: str = "client_peer.py"
+) -> list[dict[str, Any]]:
     # Squall's side runs the same Tornado program through squall.compat, as
     # a user runs one: the fetches are Tornado's calls, answered by Squall.
     runner = ["-m", "squall.compat"] if framework == "squall" else []
     done = subprocess.run(
-        [sys.executable, *runner, os.path.join(HERE, "client_peer.py"), "tornado"],
+        [sys.executable, *runner, os.path.join(HERE, peer), "tornado"],
         input=json.dumps(batch),
         capture_output=True,
         text=True,
@@ -119,7 +181,7 @@ def run_peer(framework: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]
         check=False,
     )
     if done.returncode:
-        raise SystemExit(f"client_peer.py {framework} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{peer} {framework} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
 
 
@@ -177,17 +239,30 @@ def main() -> int:
         suppress_health_check=list(HealthCheck),
         phases=["generate"],
     )
-    @given(cases())
+    @given(st.one_of(cases(), cases(), cases(), ws_cases()))
     def collect(case: dict[str, Any]) -> None:
         batch.append(case)
 
     collect()
-    tornado = run_peer("tornado", batch)
-    squall = run_peer("squall", batch)
+    http = [case for case in batch if "ws" not in case]
+    ws = [case for case in batch if "ws" in case]
+    tornado = run_peer("tornado", http) + run_peer("tornado", ws, "ws_peer.py")
+    squall = run_peer("squall", http) + run_peer("squall", ws, "ws_peer.py")
+    batch = http + ws
     kept: Counter[str] = Counter()
     unexplained = []
     for case, t, s in zip(batch, tornado, squall, strict=True):
-        t["received"], s["received"] = _in_order(t["received"]), _in_order(s["received"])
+        if "received" in t:
+            t["received"], s["received"] = _in_order(t["received"]), _in_order(s["received"])
+        if "handshake" in t:
+            # Field names compared without case (Tornado's client writes
+            # Sec-Websocket-Key); Tornado's handshake, an HTTP fetch, also
+            # asks for gzip, which a 101 has no body to use.
+            for side in (t, s):
+                lines = [line.partition(":") for line in side["handshake"]]
+                side["handshake"] = [
+                    n.lower() + c + v for n, c, v in lines if n.lower() != "accept-encoding"
+                ]
         if t == s:
             continue
         reason = departure(case, t, s)
@@ -196,14 +271,25 @@ def main() -> int:
         else:
             unexplained.append((case, t, s))
     print(
-        f"client_run: seed {chosen_seed}, {len(batch)} cases, {sum(kept.values())} departures"
+        f"client_run: seed {chosen_seed}, {len(batch)} cases ({len(ws)} WebSocket), {sum(kept.values())} departures"
         f" kept on purpose, {len(unexplained)} unexplained"
     )
     for reason, count in kept.most_common():
         print(f"  {count:5d}  {reason}")
     for case, t, s in unexplained[:3]:
-        script = [base64.b64decode(a) for a in case["script"]]
-        print("\ncase:", case["request"], case["path"], script)
+        if "ws" in case:
+            shown = [
+                base64.b64decode(case["handshake"])[:40],
+                [base64.b64decode(f) for f in case["frames"]],
+            ]
+            print(
+                "\ncase:",
+                {k: v for k, v in case.items() if k not in ("handshake", "frames")},
+                shown,
+            )
+        else:
+            script = [base64.b64decode(a) for a in case["script"]]
+            print("\ncase:", case["request"], case["path"], script)
         print("  tornado:", json.dumps(t)[:600])
         print("  squall: ", json.dumps(s)[:600])
     return 1 if unexplained else 0

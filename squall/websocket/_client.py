@@ -335,10 +335,15 @@ class WebSocketClientConnection(_Peer):
     def _request_head(
         self, parsed: urllib.parse.SplitResult, key: str, offer: Optional[str]
     ) -> bytes:
+        from squall.simple_httpclient._auth import basic_authorization
+        from squall.simple_httpclient._policy import ascii_target, default_user_agent
+
         target = parsed.path or "/"
         if parsed.query:
             target += "?" + parsed.query
-        lines = [f"GET {target} HTTP/1.1"]
+        # Non-ASCII characters percent-encoded as UTF-8, as the HTTP client
+        # sends them (they went out as latin-1 octets: not even UTF-8).
+        lines = [f"GET {ascii_target(target)} HTTP/1.1"]
         user = HTTPHeaders(self.request.headers or {})
         if "Host" not in user:
             default_port = parsed.port is None or parsed.port == (
@@ -348,6 +353,26 @@ class WebSocketClientConnection(_Peer):
             if ":" in host:
                 host = f"[{host}]"
             lines.append(f"Host: {host if default_port else f'{host}:{parsed.port}'}")
+        # The request's credentials and User-Agent, as Tornado's client (its
+        # HTTP client's) sends them with the handshake.
+        request = self.request
+        if "Authorization" not in user:
+            if parsed.username is not None:
+                username: Optional[str] = urllib.parse.unquote(parsed.username)
+                password = urllib.parse.unquote(parsed.password or "")
+            else:
+                username = getattr(request, "auth_username", None)
+                password = getattr(request, "auth_password", None) or ""
+            if username is not None:
+                mode = getattr(request, "auth_mode", None)
+                if mode not in (None, "basic"):
+                    raise ValueError(f"unsupported auth_mode {mode}")
+                lines.append(f"Authorization: {basic_authorization(username, password)}")
+        agent = getattr(request, "user_agent", None)
+        if agent:
+            user["User-Agent"] = agent
+        elif "User-Agent" not in user:
+            lines.append(f"User-Agent: {default_user_agent()}")
         ours = _ws.client_headers(key, self.subprotocols, offer)
         own_names = {name.lower() for name, _ in ours}
         for name, value in user.get_all():

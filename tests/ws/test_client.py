@@ -162,6 +162,51 @@ class ScriptedServers(AsyncTestCase):
             self.assertEqual(head.count("Sec-WebSocket-Version:"), 1)
             self.assertIn("Sec-WebSocket-Protocol: a,b\r\n", head)
 
+    @gen_test
+    async def test_credentials_and_user_agent_go_with_the_handshake(self) -> None:
+        # As Tornado's client sends them (its handshake is an HTTP fetch):
+        # auth_username/auth_password (or the URL's userinfo) as Basic
+        # credentials, user_agent, else the library's own name.
+        seen: list[str] = []
+
+        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            seen.append(head.decode())
+            await answering()(_Replay(head, reader), writer)
+
+        async with scripted(record) as port:
+            request = HTTPRequest(
+                f"ws://127.0.0.1:{port}/",
+                auth_username="user",
+                auth_password="pw",
+                user_agent="Bot/1",
+            )
+            (await websocket_connect(request)).close()
+            (await websocket_connect(f"ws://u%40x:p@127.0.0.1:{port}/")).close()
+            own = HTTPRequest(f"ws://127.0.0.1:{port}/", headers={"Authorization": "Bearer t"})
+            (await websocket_connect(own)).close()
+        self.assertIn("Authorization: Basic dXNlcjpwdw==\r\n", seen[0])
+        self.assertIn("User-Agent: Bot/1\r\n", seen[0])
+        self.assertIn("Authorization: Basic dUB4OnA=\r\n", seen[1])
+        self.assertRegex(seen[1], r"\r\nUser-Agent: (Squall|Tornado)/[0-9.]+\r\n")
+        self.assertIn("Authorization: Bearer t\r\n", seen[2])
+        self.assertEqual(seen[2].count("Authorization:"), 1)
+
+    @gen_test
+    async def test_a_non_ascii_path_is_sent_percent_encoded(self) -> None:
+        # As the HTTP client sends it (RFC 3987 section 3.1); it went out
+        # as latin-1 octets, which no server decodes back to the text.
+        seen: list[bytes] = []
+
+        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            seen.append(head)
+            await answering()(_Replay(head, reader), writer)
+
+        async with scripted(record) as port:
+            (await websocket_connect(f"ws://127.0.0.1:{port}/caf\u00e9?q=\u2603")).close()
+        self.assertTrue(seen[0].startswith(b"GET /caf%C3%A9?q=%E2%98%83 HTTP/1.1\r\n"), seen[0])
+
     async def refused(self, answer: bytes, **request: Any) -> HTTPClientError:
         """The error of a handshake the script answers with ``answer``, then
         holds the connection open (or closes it, for a body to the end)."""

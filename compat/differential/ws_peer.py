@@ -1,0 +1,132 @@
+"""Connect with one framework's WebSocket client to a scripted server: ``python ws_peer.py tornado``.
+
+Reads a JSON list of cases from stdin and writes a JSON list of results
+(client_run.py runs it under Tornado and, through ``squall.compat``, under
+Squall, and compares them). A case is ``{"path", "subprotocols",
+"compress", "send", "handshake", "frames"}``: the raw server reads the
+client's handshake, answers with ``handshake`` (``{accept}`` in it is the
+right Sec-WebSocket-Accept for the client's key), sends ``frames`` (base64
+bytes, unmasked as a server's are), then reads the client's frames until
+the client's close frame or the end of the connection, and closes. The
+client sends ``send`` (a list of text messages) once connected and reads
+messages until the connection ends. A result holds the handshake the
+server received (key and version fields elided), the client's frames
+(unmasked), what ``websocket_connect`` raised or the messages read, and
+``close_code``/``close_reason``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import importlib
+import json
+import logging
+import re
+import sys
+from typing import Any
+
+FRAMEWORK = sys.argv[1]
+websocket: Any = importlib.import_module(f"{FRAMEWORK}.websocket")
+httpclient: Any = importlib.import_module(f"{FRAMEWORK}.httpclient")
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    first = await reader.readexactly(2)
+    size = first[1] & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8), "big")
+    mask = await reader.readexactly(4) if first[1] & 0x80 else b"\0\0\0\0"
+    payload = await reader.readexactly(size)
+    return first[0], bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class Server:
+    def __init__(self) -> None:
+        self.case: dict[str, Any] = {}
+        self.record: dict[str, Any] = {}
+        self.port = 0
+
+    async def start(self) -> None:
+        server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = re.search(rb"(?i)\r\nsec-websocket-key: *([^\r]*)", head)
+            accept = base64.b64encode(hashlib.sha1((key.group(1) if key else b"") + GUID).digest())
+            text = head.decode("latin-1").replace(str(self.port), "PORT")
+            text = re.sub(r"(?i)(sec-websocket-key:)[^\r]*", r"\1 <key>", text)
+            self.record["handshake"] = sorted(text.split("\r\n"), key=str.lower)
+            answer = base64.b64decode(self.case["handshake"]).replace(b"{accept}", accept)
+            writer.write(answer)
+            for frame in self.case["frames"]:
+                writer.write(base64.b64decode(frame))
+            await writer.drain()
+            if not answer.startswith(b"HTTP/1.1 101") or self.case["abrupt"]:
+                return  # (the connection ends here, without a close frame)
+            while True:
+                opcode, payload = await _read_frame(reader)
+                self.record["frames"].append([opcode, base64.b64encode(payload).decode()])
+                if opcode & 0x0F == 8:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+
+async def connect(server: Server, case: dict[str, Any]) -> dict[str, Any]:
+    server.case = case
+    server.record = {"handshake": [], "frames": []}
+    result: dict[str, Any] = server.record
+    request = httpclient.HTTPRequest(
+        f"ws://127.0.0.1:{server.port}{case['path']}", request_timeout=10
+    )
+    try:
+        conn = await websocket.websocket_connect(
+            request,
+            subprotocols=case["subprotocols"],
+            compression_options={} if case["compress"] else None,
+        )
+    except Exception as exc:
+        result["raised"] = [type(exc).__name__, getattr(exc, "code", None)]
+        return result
+    result["subprotocol"] = conn.selected_subprotocol
+    for message in case["send"]:
+        try:
+            await conn.write_message(message)
+        except Exception as exc:
+            result.setdefault("write_errors", []).append(type(exc).__name__)
+    messages = []
+    while True:
+        message = await conn.read_message()
+        if message is None:
+            break
+        messages.append(message if isinstance(message, str) else ["bytes", message.hex()])
+    result["messages"] = messages
+    result["close"] = [conn.close_code, conn.close_reason]
+    return result
+
+
+async def main() -> None:
+    logging.disable(logging.CRITICAL)
+    cases = json.load(sys.stdin)
+    server = Server()
+    await server.start()
+    results = []
+    for case in cases:
+        try:
+            results.append(await asyncio.wait_for(connect(server, case), 20))
+        except TimeoutError:
+            results.append({"hung": True})
+    json.dump(results, sys.stdout)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -21,6 +21,7 @@ import base64
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -197,6 +198,30 @@ def _in_order(received: list[str]) -> list[Any]:
 
 def departure(case: dict[str, Any], t: dict[str, Any], s: dict[str, Any]) -> str | None:
     """The reason Squall's client does otherwise, where COMPAT.md lists it; else None."""
+    if "ws" in case:
+        t_raised, s_raised = t.get("raised", [None])[0], s.get("raised", [None])[0]
+        if s_raised == "WebSocketError" and t_raised in ("StreamClosedError", None):
+            return "a 101 that breaks RFC 6455 section 4.1 fails with a WebSocketError naming the fault"
+        t_rest = {k: v for k, v in t.items() if k not in ("frames", "write_errors")}
+        s_rest = {k: v for k, v in s.items() if k not in ("frames", "write_errors")}
+        if len(s.get("write_errors", [])) > len(t.get("write_errors", [])) and t_rest == s_rest:
+            return (
+                "frames behind the 101 are read at once: a close there is seen before write_message"
+            )
+        faulty = {
+            base64.b64encode(f).decode()
+            for f in _WS_SERVER_FRAMES[6:12]
+            if f[0] != 0x88 or f[2:4] != b"\x03\xe9"
+        }
+        if faulty & set(case["frames"]):
+            # (Masked, reserved bits, invalid UTF-8, a stray continuation, close code 999.)
+            return "a protocol error from the server is failed with 1002 or 1007 (Tornado's client reads on)"
+        last = s.get("frames", [[0, ""]])[-1] if s.get("frames") else [0, ""]
+        if last[0] == 136:
+            payload = base64.b64decode(last[1])
+            if int.from_bytes(payload[:2], "big") in (1002, 1007) and len(payload) > 2:
+                return "a protocol error from the server is failed with 1002 or 1007 saying which"
+        return None
     if t.get("header_lines") != s.get("header_lines") and {**t, "header_lines": 0} == {
         **s,
         "header_lines": 0,
@@ -260,8 +285,12 @@ def main() -> int:
             # asks for gzip, which a 101 has no body to use.
             for side in (t, s):
                 lines = [line.partition(":") for line in side["handshake"]]
+                # A non-ASCII path: percent-encoded as UTF-8 on Squall's
+                # side, raw UTF-8 on Tornado's (COMPAT.md): compared as the former.
                 side["handshake"] = [
-                    n.lower() + c + v for n, c, v in lines if n.lower() != "accept-encoding"
+                    re.sub(r"[^\x00-\x7f]", lambda m: f"%{ord(m.group()):02x}", n).lower() + c + v
+                    for n, c, v in lines
+                    if n.lower() != "accept-encoding"
                 ]
         if t == s:
             continue

@@ -6,8 +6,10 @@ Squall, and compares them). A case is ``{"path", "subprotocols",
 "compress", "send", "handshake", "frames"}``: the raw server reads the
 client's handshake, answers with ``handshake`` (``{accept}`` in it is the
 right Sec-WebSocket-Accept for the client's key), sends ``frames`` (base64
-bytes, unmasked as a server's are), then reads the client's frames until
-the client's close frame or the end of the connection, and closes. The
+bytes, unmasked as a server's are; the last, a close frame unless the case
+is ``abrupt``, once the client's messages have arrived), then reads the
+client's frames until its close frame or the end of the connection, and
+closes. The
 client sends ``send`` (a list of text messages) once connected and reads
 messages until the connection ends. A result holds the handshake the
 server received (key and version fields elided), the client's frames
@@ -55,6 +57,11 @@ class Server:
         server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
         self.port = server.sockets[0].getsockname()[1]
 
+    async def read_recorded(self, reader: asyncio.StreamReader) -> int:
+        opcode, payload = await _read_frame(reader)
+        self.record["frames"].append([opcode, base64.b64encode(payload).decode()])
+        return opcode
+
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -64,17 +71,24 @@ class Server:
             text = re.sub(r"(?i)(sec-websocket-key:)[^\r]*", r"\1 <key>", text)
             self.record["handshake"] = sorted(text.split("\r\n"), key=str.lower)
             answer = base64.b64decode(self.case["handshake"]).replace(b"{accept}", accept)
-            writer.write(answer)
-            for frame in self.case["frames"]:
-                writer.write(base64.b64decode(frame))
+            frames = [base64.b64decode(frame) for frame in self.case["frames"]]
+            # The closing frame waits for the client's messages: whether a
+            # write_message came before the close would be timing.
+            final = None if self.case["abrupt"] else frames.pop()
+            writer.write(answer + b"".join(frames))
             await writer.drain()
-            if not answer.startswith(b"HTTP/1.1 101") or self.case["abrupt"]:
+            if not answer.startswith(b"HTTP/1.1 101") or final is None:
                 return  # (the connection ends here, without a close frame)
-            while True:
-                opcode, payload = await _read_frame(reader)
-                self.record["frames"].append([opcode, base64.b64encode(payload).decode()])
-                if opcode & 0x0F == 8:
-                    break
+            wanted = len(self.case["send"])
+            closed = False
+            while wanted and not closed:
+                opcode = await self.read_recorded(reader)
+                closed = opcode & 0x0F == 8
+                wanted -= opcode in (0x81, 0x82, 0xC1, 0xC2)
+            writer.write(final)
+            await writer.drain()
+            while not closed:
+                closed = await self.read_recorded(reader) & 0x0F == 8
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:

@@ -454,7 +454,11 @@ class WebSocketProtocol13(WebSocketProtocol):
         assert stream is not None and conn is not None
         try:
             if waiting is not None:
+                # (What was received and not yet delivered, should the
+                # connection close meanwhile: see _deliver_the_rest.)
+                self.__dict__["_undelivered"] = (events, index, pending)
                 await waiting
+                self.__dict__.pop("_undelivered", None)
             if pending:
                 events = (events or [])[index:] + conn.receive_data(pending)
                 index = 0
@@ -493,7 +497,9 @@ class WebSocketProtocol13(WebSocketProtocol):
                         result = self._dispatch(event)
                     if result is not None:
                         self._uncork()
+                        self.__dict__["_undelivered"] = (events, index, b"")
                         await result
+                        self.__dict__.pop("_undelivered", None)
                         self._cork = []
                         self._sink = None
                     handled += 1
@@ -874,11 +880,40 @@ class WebSocketProtocol13(WebSocketProtocol):
                 wheel.remove(self, state.ping_slot)
         task = self._task
         if task is not None and task is not asyncio.current_task():
+            self._deliver_the_rest()
             task.cancel()
         peer = self.peer
         self.peer = None
         if peer is not None:
             peer.on_ws_connection_close(self.close_code, self.close_reason)
+
+    def _deliver_the_rest(self) -> None:
+        """Gives a client the messages received before the connection closed.
+
+        Its reading waited for the application to take a message (the
+        client's back-pressure) while the rest of what had arrived stayed
+        parsed, or unparsed, here; the end of the connection must not drop
+        them: a server that sends four messages and closes has the client
+        read four. (A server-side handler's on_message may be a coroutine
+        whose order matters: its connection ends as before.)
+        """
+        left = self.__dict__.pop("_undelivered", None)
+        peer = self.peer
+        conn = self.conn
+        if left is None or peer is None or conn is None:
+            return
+        if not getattr(peer, "_reads_to_the_end", False):
+            return
+        events, index, pending = left
+        rest = list((events or [])[index:])
+        if pending:
+            try:
+                rest += conn.receive_data(pending)
+            except Exception:  # (a protocol error in the rest ends it there)
+                pass
+        for event in rest:
+            if type(event) is _ws.Message:
+                peer.on_message(event.data)
 
 
 # The (timeout, interval) pairs warned about (see _capped_ping_timeout).

@@ -193,6 +193,39 @@ class ScriptedServers(AsyncTestCase):
         self.assertEqual(seen[2].count("Authorization:"), 1)
 
     @gen_test
+    async def test_messages_received_before_the_end_are_all_read(self) -> None:
+        # A server sends several messages and hangs up (with or without a
+        # close frame) before the client reads them: each is read, then
+        # None. Past the first, they waited for the application (the
+        # client's back-pressure) and the end of the connection dropped them.
+        for closing in (b"", b"\x88\x02\x03\xe8"):
+
+            async def burst(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter, closing: bytes = closing
+            ) -> None:
+                head = await reader.readuntil(b"\r\n\r\n")
+                frames = b"".join(bytes([0x81, 2]) + b"m%d" % i for i in range(6))
+                writer.write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                    + accept_key(key_of(head)).encode()
+                    + b"\r\n\r\n"
+                    + frames
+                    + bytes([0x82, 1])
+                    + b"z"
+                    + closing
+                )
+                await writer.drain()
+                writer.close()
+
+            async with scripted(burst) as port:
+                conn = await websocket_connect(f"ws://127.0.0.1:{port}/")
+                received = []
+                while (message := await conn.read_message()) is not None:
+                    received.append(message)
+            self.assertEqual(received, [f"m{i}" for i in range(6)] + [b"z"], closing)
+
+    @gen_test
     async def test_a_non_ascii_path_is_sent_percent_encoded(self) -> None:
         # As the HTTP client sends it (RFC 3987 section 3.1); it went out
         # as latin-1 octets, which no server decodes back to the text.

@@ -433,10 +433,6 @@ class WebSocketClientConnection(_Peer):
             IOLoop.current().add_future(future, callback)
         return future
 
-    # Messages received before the connection ended are still delivered
-    # (the protocol's _deliver_the_rest), as Tornado's client reads them.
-    _reads_to_the_end = True
-
     def on_ws_connection_close(
         self, close_code: Optional[int] = None, close_reason: Optional[str] = None
     ) -> None:

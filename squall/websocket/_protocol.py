@@ -462,6 +462,9 @@ class WebSocketProtocol13(WebSocketProtocol):
             if pending:
                 events = (events or [])[index:] + conn.receive_data(pending)
                 index = 0
+            if self._closed:
+                await self._hand_over_the_rest((events or [])[index:])
+                return
             while not self._closed:
                 if events is None or index >= len(events):
                     data = await stream.read_bytes(_READ_CHUNK, partial=True)
@@ -500,6 +503,9 @@ class WebSocketProtocol13(WebSocketProtocol):
                         self.__dict__["_undelivered"] = (events, index, b"")
                         await result
                         self.__dict__.pop("_undelivered", None)
+                        if self._closed:
+                            await self._hand_over_the_rest(events[index:])
+                            return
                         self._cork = []
                         self._sink = None
                     handled += 1
@@ -881,11 +887,29 @@ class WebSocketProtocol13(WebSocketProtocol):
         task = self._task
         if task is not None and task is not asyncio.current_task():
             self._deliver_the_rest()
-            task.cancel()
+            if "_undelivered" in self.__dict__ and self.peer is not None:
+                # A handler's on_message is running (a coroutine): it is not
+                # cancelled, and the messages received after it are still
+                # handed over once it returns (_hand_over_the_rest), as on
+                # Tornado, whose reading goes on through what was received.
+                self.__dict__["_hand_over_to"] = self.peer
+            else:
+                task.cancel()
         peer = self.peer
         self.peer = None
         if peer is not None:
             peer.on_ws_connection_close(self.close_code, self.close_reason)
+
+    async def _hand_over_the_rest(self, rest: list[_ws.Event]) -> None:
+        """Gives a closed connection's handler the messages received before the end."""
+        peer = self.__dict__.pop("_hand_over_to", None)
+        if peer is None:
+            return
+        for event in rest:
+            if type(event) is _ws.Message:
+                result = peer.on_message(event.data)
+                if result is not None:
+                    await result
 
     def _deliver_the_rest(self) -> None:
         """Gives a client the messages received before the connection closed.
@@ -894,15 +918,15 @@ class WebSocketProtocol13(WebSocketProtocol):
         client's back-pressure) while the rest of what had arrived stayed
         parsed, or unparsed, here; the end of the connection must not drop
         them: a server that sends four messages and closes has the client
-        read four. (A server-side handler's on_message may be a coroutine
-        whose order matters: its connection ends as before.)
+        read four. (A handler on the server side gets them in order, each
+        awaited, from its reading task: _hand_over_the_rest.)
         """
-        left = self.__dict__.pop("_undelivered", None)
         peer = self.peer
         conn = self.conn
-        if left is None or peer is None or conn is None:
+        if not self.client or peer is None or conn is None:
             return
-        if not getattr(peer, "_reads_to_the_end", False):
+        left = self.__dict__.pop("_undelivered", None)
+        if left is None:
             return
         events, index, pending = left
         rest = list((events or [])[index:])

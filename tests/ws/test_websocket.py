@@ -29,7 +29,7 @@ from squall.websocket import (
     WebSocketHandler,
     websocket_connect,
 )
-from tests._wait import HANG_GUARD
+from tests._wait import HANG_GUARD, until
 
 UPGRADE = (
     "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -780,6 +780,51 @@ class WebSocketEndToEnd(AsyncHTTPTestCase):
         self.assertEqual(rest, b"\x81\x05early\x88\x02\x03\xe8")
         # A code and no reason text: the reason is None, as on Tornado.
         self.assertEqual(await self.rec.closed, (1000, None))
+
+
+class SlowReader(WebSocketHandler):
+    """An on_message that awaits (a database write, a broker publish)."""
+
+    got: list[str] = []
+    closed = 0
+
+    async def on_message(self, message: Any) -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        SlowReader.got.append(message)
+
+    def on_close(self) -> None:
+        SlowReader.closed += 1
+
+
+class MessagesBeforeTheEnd(AsyncHTTPTestCase):
+    # A client sends several messages and leaves (a close frame, or just
+    # the end of the connection) while the handler's coroutine on_message
+    # is still at the first: each message is still handed over, as on
+    # Tornado. The coroutine was cancelled and the rest dropped.
+    def get_app(self) -> Application:
+        return Application([("/slow", SlowReader)])
+
+    async def leave_after(self, ending: bytes) -> None:
+        SlowReader.got, SlowReader.closed = [], 0
+        stream = IOStream(socket.socket())
+        self.addCleanup(stream.close)
+        await stream.connect(("127.0.0.1", self.get_http_port()))
+        await stream.write(UPGRADE.format(path="/slow").encode())
+        await stream.read_until(b"\r\n\r\n")
+        frames = b"".join(build_frame(1, b"m%d" % i, mask_key=b"abcd") for i in range(8))
+        await stream.write(frames + ending)
+        stream.close()
+        await until(lambda: SlowReader.closed == 1 and len(SlowReader.got) == 8)
+        self.assertEqual(SlowReader.got, [f"m{i}" for i in range(8)])
+
+    @gen_test
+    async def test_with_a_close_frame(self) -> None:
+        await self.leave_after(build_frame(8, b"\x03\xe8", mask_key=b"abcd"))
+
+    @gen_test
+    async def test_without_one(self) -> None:
+        await self.leave_after(b"")
 
 
 class PeriodicPing(AsyncHTTPTestCase):

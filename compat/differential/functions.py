@@ -515,13 +515,18 @@ def routing(pattern: str, args: list[Any], path: str) -> None:
     x, y = outcome(ta.reverse, *args), outcome(sa.reverse, *args)
     if (x, y) == (("err", "AssertionError"), ("err", "ValueError")):
         pass  # the wrong number of arguments (COMPAT.md)
-    elif x == ("err", "TypeError") and "%" in pattern:
-        pass  # a literal "%": Tornado formats its path with it unescaped
+    elif "%" in pattern:
+        # A literal "%": Tornado formats its path with it unescaped (it
+        # raises, or makes "%%" one "%"); Squall keeps it (COMPAT.md).
+        pass
     elif y == ("err", "ValueError") and _unreversible(sa):
         pass  # Tornado gives a broken URL (COMPAT.md)
     else:
         assert x == y, ("reverse", pattern, args, x, y)
-    same(lambda p: ta.match(_Request(p)), lambda p: sa.match(_Request(p)), path)
+    if not path.endswith("\n"):
+        # (A path ending in a newline: Tornado's "$" matches before it,
+        # Squall's patterns match the whole path; COMPAT.md.)
+        same(lambda p: ta.match(_Request(p)), lambda p: sa.match(_Request(p)), path)
 
 
 _VALUES = ["1", "0", "-1", "1.5", "x", "true", "false", "True", "1,2", "1:3", " ",

@@ -440,6 +440,8 @@ class WebSocketProtocol13(WebSocketProtocol):
         set_receiver = getattr(stream, "set_receiver")  # noqa: B009 (not on BaseIOStream)
         pending = set_receiver(None)
         self._context = None
+        # (Undelivered until the task has them: the end may come first.)
+        self.__dict__["_undelivered"] = (events, index, pending)
         self._task = asyncio.ensure_future(self._receive_loop(waiting, events, index, pending))
 
     async def _receive_loop(
@@ -938,6 +940,13 @@ class WebSocketProtocol13(WebSocketProtocol):
         for event in rest:
             if type(event) is _ws.Message:
                 peer.on_message(event.data)
+            elif type(event) is _ws.CloseReceived:
+                # The server's close frame came with the end: its code and
+                # reason are the connection's (no answer can go any more).
+                if self.close_code is None:
+                    self.close_code = event.code
+                    self.close_reason = event.reason or None
+                break
 
 
 # The (timeout, interval) pairs warned about (see _capped_ping_timeout).

@@ -224,6 +224,8 @@ class ScriptedServers(AsyncTestCase):
                 while (message := await conn.read_message()) is not None:
                     received.append(message)
             self.assertEqual(received, [f"m{i}" for i in range(6)] + [b"z"], closing)
+            # The close frame that came with them gives its code.
+            self.assertEqual(conn.close_code, 1000 if closing else None)
 
     @gen_test
     async def test_a_non_ascii_path_is_sent_percent_encoded(self) -> None:

@@ -17,8 +17,9 @@ import weakref
 from typing import Optional, Protocol
 
 from squall.ioloop import IOLoop
+from squall.log import gen_log
 
-__all__ = ["Pinged", "PingWheel", "wheel_for"]
+__all__ = ["Pinged", "PingWheel", "capped_ping_timeout", "wheel_for"]
 
 # A tick is at least this long, and an interval is cut into at most so many.
 _MIN_TICK = 0.05
@@ -141,3 +142,23 @@ def wheel_for(interval: float, timeout: Optional[float]) -> PingWheel:
     if wheel is None:
         wheel = wheels[key] = PingWheel(interval, timeout)
     return wheel
+
+
+# The (timeout, interval) pairs warned about (see capped_ping_timeout).
+warned_ping_timeouts: set[tuple[float, float]] = set()
+
+
+def capped_ping_timeout(timeout: float, interval: float) -> float:
+    """The ping timeout to use when ``timeout`` is over ``interval``: the
+    interval, with a warning once per process for each pair of values (one
+    per connection would flood the log)."""
+    if (timeout, interval) not in warned_ping_timeouts:
+        warned_ping_timeouts.add((timeout, interval))
+        gen_log.warning(
+            "The websocket_ping_timeout (%s) cannot be longer than the "
+            "websocket_ping_interval (%s).\nSetting websocket_ping_timeout=%s",
+            timeout,
+            interval,
+            interval,
+        )
+    return interval

@@ -17,6 +17,7 @@ from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
 from squall.websocket._pings import PingWheel, wheel_for
+from squall.websocket._pings import capped_ping_timeout as _capped_ping_timeout
 
 if TYPE_CHECKING:
     from squall.iostream import BaseIOStream
@@ -440,7 +441,8 @@ class WebSocketProtocol13(WebSocketProtocol):
         set_receiver = getattr(stream, "set_receiver")  # noqa: B009 (not on BaseIOStream)
         pending = set_receiver(None)
         self._context = None
-        # (Undelivered until the task has them: the end may come first.)
+        # Received and not yet delivered, should the connection end before
+        # the task has them (see on_connection_close).
         self.__dict__["_undelivered"] = (events, index, pending)
         self._task = asyncio.ensure_future(self._receive_loop(waiting, events, index, pending))
 
@@ -456,9 +458,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         assert stream is not None and conn is not None
         try:
             if waiting is not None:
-                # (What was received and not yet delivered, should the
-                # connection close meanwhile: see _deliver_the_rest.)
-                self.__dict__["_undelivered"] = (events, index, pending)
+                # (_to_task noted what is undelivered meanwhile.)
                 await waiting
                 self.__dict__.pop("_undelivered", None)
             if pending:
@@ -931,12 +931,9 @@ class WebSocketProtocol13(WebSocketProtocol):
         if left is None:
             return
         events, index, pending = left
-        rest = list((events or [])[index:])
+        rest = (events or [])[index:]
         if pending:
-            try:
-                rest += conn.receive_data(pending)
-            except Exception:  # (a protocol error in the rest ends it there)
-                pass
+            rest = rest + conn.receive_data(pending)
         for event in rest:
             if type(event) is _ws.Message:
                 peer.on_message(event.data)
@@ -947,26 +944,6 @@ class WebSocketProtocol13(WebSocketProtocol):
                     self.close_code = event.code
                     self.close_reason = event.reason or None
                 break
-
-
-# The (timeout, interval) pairs warned about (see _capped_ping_timeout).
-_warned_ping_timeouts: set[tuple[float, float]] = set()
-
-
-def _capped_ping_timeout(timeout: float, interval: float) -> float:
-    """The ping timeout to use when ``timeout`` is over ``interval``: the
-    interval, with a warning once per process for each pair of values (one
-    per connection would flood the log)."""
-    if (timeout, interval) not in _warned_ping_timeouts:
-        _warned_ping_timeouts.add((timeout, interval))
-        gen_log.warning(
-            "The websocket_ping_timeout (%s) cannot be longer than the "
-            "websocket_ping_interval (%s).\nSetting websocket_ping_timeout=%s",
-            timeout,
-            interval,
-            interval,
-        )
-    return interval
 
 
 # The resolved future of the loop connections last started on (see _done).

@@ -66,6 +66,17 @@ async def scripted(script: Script) -> AsyncIterator[int]:
         await server.wait_closed()
 
 
+def recording(seen: list[bytes]) -> Script:
+    """`answering`, keeping each handshake's head in ``seen``."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head)
+        await answering()(_Replay(head, reader), writer)
+
+    return script
+
+
 def key_of(head: bytes) -> str:
     for line in head.decode("latin-1").split("\r\n"):
         name, _, value = line.partition(":")
@@ -138,13 +149,7 @@ class ScriptedServers(AsyncTestCase):
     @gen_test
     async def test_request_line_and_headers(self) -> None:
         seen: list[bytes] = []
-
-        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head = await reader.readuntil(b"\r\n\r\n")
-            seen.append(head)
-            await answering()(_Replay(head, reader), writer)
-
-        async with scripted(record) as port:
+        async with scripted(recording(seen)) as port:
             request = HTTPRequest(
                 f"ws://127.0.0.1:{port}/path?q=1",
                 headers={"X-Extra": "yes", "Sec-WebSocket-Version": "99"},
@@ -167,14 +172,8 @@ class ScriptedServers(AsyncTestCase):
         # As Tornado's client sends them (its handshake is an HTTP fetch):
         # auth_username/auth_password (or the URL's userinfo) as Basic
         # credentials, user_agent, else the library's own name.
-        seen: list[str] = []
-
-        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head = await reader.readuntil(b"\r\n\r\n")
-            seen.append(head.decode())
-            await answering()(_Replay(head, reader), writer)
-
-        async with scripted(record) as port:
+        heads: list[bytes] = []
+        async with scripted(recording(heads)) as port:
             request = HTTPRequest(
                 f"ws://127.0.0.1:{port}/",
                 auth_username="user",
@@ -185,6 +184,7 @@ class ScriptedServers(AsyncTestCase):
             (await websocket_connect(f"ws://u%40x:p@127.0.0.1:{port}/")).close()
             own = HTTPRequest(f"ws://127.0.0.1:{port}/", headers={"Authorization": "Bearer t"})
             (await websocket_connect(own)).close()
+        seen = [head.decode() for head in heads]
         self.assertIn("Authorization: Basic dXNlcjpwdw==\r\n", seen[0])
         self.assertIn("User-Agent: Bot/1\r\n", seen[0])
         self.assertIn("Authorization: Basic dUB4OnA=\r\n", seen[1])
@@ -232,13 +232,7 @@ class ScriptedServers(AsyncTestCase):
         # As the HTTP client sends it (RFC 3987 section 3.1); it went out
         # as latin-1 octets, which no server decodes back to the text.
         seen: list[bytes] = []
-
-        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head = await reader.readuntil(b"\r\n\r\n")
-            seen.append(head)
-            await answering()(_Replay(head, reader), writer)
-
-        async with scripted(record) as port:
+        async with scripted(recording(seen)) as port:
             (await websocket_connect(f"ws://127.0.0.1:{port}/caf\u00e9?q=\u2603")).close()
         self.assertTrue(seen[0].startswith(b"GET /caf%C3%A9?q=%E2%98%83 HTTP/1.1\r\n"), seen[0])
 

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 from typing import Any, Optional
 
+import squall.websocket._pings as pings_module
 import squall.websocket._protocol as protocol_module
 from squall import _ws
 from squall.concurrent import Future
@@ -421,7 +422,7 @@ class ProtocolTest(AsyncTestCase):
         self.assertEqual(read(10, None), (10, 10))
         self.assertEqual(read(10, 5), (10, 5))
         self.assertEqual(read(10, 0), (10, 0))
-        protocol_module._warned_ping_timeouts.discard((30, 10))
+        pings_module.warned_ping_timeouts.discard((30, 10))
         with self.assertLogs(gen_log, "WARNING") as logs:
             self.assertEqual(read(10, 30), (10, 10))
             self.assertEqual(read(10, 30), (10, 10))

@@ -317,6 +317,19 @@ class _Reading:
         self._try_inline_read()
         return future
 
+    def hold_reading_ahead(self) -> None:
+        """Stops listening for bytes until the next read asks for them.
+
+        With no read pending, a stream listens to notice an EOF between
+        reads, and an EOF seen that way closes it at once. A caller that
+        makes no read for a moment but has something left to write (a
+        WebSocket answering a close frame after the application's turn)
+        holds that off: a peer's half-close is then seen by its next read,
+        after the answer has gone out.
+        """
+        if self._read_future is None:
+            self._unwant(_READ)
+
     def _start_read(self, kind: int) -> Future[Any]:
         current = self._read_future
         if current is not None:
@@ -685,4 +698,7 @@ class _Reading:
         raise NotImplementedError()
 
     def _want(self, events: int) -> None:
+        raise NotImplementedError()
+
+    def _unwant(self, events: int) -> None:
         raise NotImplementedError()

@@ -399,10 +399,14 @@ class WebSocketClientConnection(_Peer):
         if self._readers:
             future_set_result_unless_cancelled(self._readers.popleft(), message)
             return None
-        self._messages.append(message)
-        if self.protocol.is_closing():
-            # Closing: keep reading, so that the peer's close frame (and EOF)
-            # is seen and the socket closed, even if nobody reads messages.
+        messages = self._messages
+        messages.append(message)
+        if len(messages) < 2 or self.protocol.is_closing():
+            # One message waits for the application while reading goes on
+            # (Tornado's client queues one the same way), so that a close
+            # frame behind it is answered at once. Closing: keep reading,
+            # so that the peer's close frame (and EOF) is seen and the
+            # socket closed, even if nobody reads messages.
             return None
         # Back-pressure: stop reading until the application takes a message.
         space: Future[None] = Future()
@@ -422,7 +426,7 @@ class WebSocketClientConnection(_Peer):
         if self._messages:
             future.set_result(self._messages.popleft())
             space = self._space
-            if space is not None and not self._messages:
+            if space is not None and len(self._messages) < 2:
                 self._space = None
                 future_set_result_unless_cancelled(space, None)
         elif self._closed:

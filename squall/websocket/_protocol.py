@@ -496,12 +496,14 @@ class WebSocketProtocol13(WebSocketProtocol):
                             # messages before the close (a reader woken by
                             # them, an echo): they came first.
                             self._uncork()
-                            await asyncio.sleep(0)
+                            if not await self._turn(events, index - 1):
+                                return
                             self._cork = []
                             self._sink = None
                         result = self._dispatch(event)
                     if result is not None:
                         self._uncork()
+                        self._hold_reading()
                         self.__dict__["_undelivered"] = (events, index, b"")
                         await result
                         self.__dict__.pop("_undelivered", None)
@@ -513,7 +515,8 @@ class WebSocketProtocol13(WebSocketProtocol):
                     handled += 1
                     if handled % _EVENTS_PER_TURN == 0:
                         self._uncork()
-                        await asyncio.sleep(0)
+                        if not await self._turn(events, index):
+                            return
                         self._cork = []
                         self._sink = None
                     if self._closed:
@@ -532,6 +535,33 @@ class WebSocketProtocol13(WebSocketProtocol):
         finally:
             self._uncork()
             self._task = None
+
+    async def _turn(self, events: list[_ws.Event], index: int) -> bool:
+        """Lets the loop run once while ``events[index:]`` wait; returns
+        whether they are still this task's (the connection did not end)."""
+        self._hold_reading()
+        self.__dict__["_undelivered"] = (events, index, b"")
+        await asyncio.sleep(0)
+        self.__dict__.pop("_undelivered", None)
+        if self._closed:
+            await self._hand_over_the_rest(events[index:])
+            return False
+        return True
+
+    def _hold_reading(self) -> None:
+        """The reading task waits for something other than the peer (the
+        application, a loop turn) with events still to dispatch: the stream
+        does not read ahead meanwhile, so that a peer that half-closes after
+        its close frame is seen after that frame, which is then answered
+        (RFC 6455 section 5.5.1), as Tornado's reading (frame by frame from
+        its buffer) does. Should the connection end anyway, what was
+        received is still delivered (_deliver_the_rest). (A client's only:
+        a server's handler is told of the end while its coroutine runs, as
+        on Tornado, and is handed the rest after it: _hand_over_the_rest.)"""
+        if self.client:
+            hold = getattr(self.stream, "hold_reading_ahead", None)
+            if hold is not None:
+                hold()
 
     def _log_callback_error(self) -> None:
         peer = self.peer

@@ -275,6 +275,34 @@ def test_set_nodelay_ignores_unix_sockets() -> None:
     run(main)
 
 
+def test_hold_reading_ahead_leaves_a_half_close_to_the_next_read() -> None:
+    # A peer sends its last bytes and shuts its side down. Once they are
+    # read, an idle stream reads ahead and closes at the EOF; held, it stays
+    # open for the answer its reader owes (a WebSocket's to a close frame),
+    # and the next read sees the end.
+    async def main() -> None:
+        for held in (False, True):
+            a, b = socket.socketpair()
+            stream, peer = IOStream(a), IOStream(b)
+            peer.write(b"last")
+            b.shutdown(socket.SHUT_WR)
+            assert await stream.read_bytes(4) == b"last"
+            if held:
+                stream.hold_reading_ahead()
+            for _ in range(5):
+                await asyncio.sleep(0)  # loop turns: the EOF is already there
+            assert stream.closed() is not held
+            if held:
+                await stream.write(b"answer")
+                assert await peer.read_bytes(6) == b"answer"
+                with pytest.raises(StreamClosedError):
+                    await stream.read_bytes(1)
+            stream.close()
+            peer.close()
+
+    run(main)
+
+
 # -- start_tls -------------------------------------------------------------------------
 
 

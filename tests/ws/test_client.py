@@ -228,6 +228,51 @@ class ScriptedServers(AsyncTestCase):
             self.assertEqual(conn.close_code, 1000 if closing else None)
 
     @gen_test
+    async def test_a_close_frame_then_a_half_close_is_answered(self) -> None:
+        # The server sends a message and its close frame with the 101, then
+        # shuts its side down (and keeps reading). RFC 6455 section 5.5.1:
+        # the client answers the close frame; close_code is the server's.
+        # The client read the end of the connection first, closed, and lost
+        # both (the answer and the code).
+        answers: list[bytes] = []
+        for unread_first in (False, True):
+            answered = asyncio.Event()
+
+            async def closing(
+                reader: asyncio.StreamReader,
+                writer: asyncio.StreamWriter,
+                answered: asyncio.Event = answered,
+            ) -> None:
+                head = await reader.readuntil(b"\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                    + accept_key(key_of(head)).encode()
+                    + b"\r\n\r\n\x81\x02hi\x88\x07\x03\xe9going"
+                )
+                await writer.drain()
+                writer.write_eof()
+                answers.append(await reader.read())
+                answered.set()
+
+            async with scripted(closing) as port:
+                conn = await websocket_connect(f"ws://127.0.0.1:{port}/")
+                if unread_first:
+                    # The application reads nothing until the server has
+                    # the answer: the one message waits (as in Tornado's
+                    # client, whose queue holds one), the close frame
+                    # behind it is answered all the same.
+                    await answered.wait()
+                received = [await conn.read_message(), await conn.read_message()]
+            self.assertEqual(received, ["hi", None])
+            self.assertEqual((conn.close_code, conn.close_reason), (1001, "going"))
+        for answer in answers:
+            # One masked close frame with the code echoed.
+            self.assertEqual(answer[:2], b"\x88\x82")
+            mask = answer[2:6]
+            self.assertEqual(bytes(b ^ mask[i % 4] for i, b in enumerate(answer[6:])), b"\x03\xe9")
+
+    @gen_test
     async def test_a_non_ascii_path_is_sent_percent_encoded(self) -> None:
         # As the HTTP client sends it (RFC 3987 section 3.1); it went out
         # as latin-1 octets, which no server decodes back to the text.

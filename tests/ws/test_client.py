@@ -28,7 +28,7 @@ from squall.websocket import (
     WebSocketHandler,
     websocket_connect,
 )
-from tests._wait import HANG_GUARD
+from tests._wait import HANG_GUARD, until
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -271,6 +271,32 @@ class ScriptedServers(AsyncTestCase):
             self.assertEqual(answer[:2], b"\x88\x82")
             mask = answer[2:6]
             self.assertEqual(bytes(b ^ mask[i % 4] for i, b in enumerate(answer[6:])), b"\x03\xe9")
+
+    @gen_test
+    async def test_the_end_is_seen_while_the_application_reads_nothing(self) -> None:
+        # A client that only sends (it never reads) has a server that sends
+        # two messages and closes: reading stops for the application at the
+        # second (back-pressure), and with nothing after it to answer, the
+        # end is seen meanwhile, as an idle stream sees it (not held off
+        # until the application reads).
+        async def two_then_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + accept_key(key_of(head)).encode()
+                + b"\r\n\r\n\x81\x02m0\x81\x02m1"
+            )
+            await writer.drain()
+            writer.close()
+
+        async with scripted(two_then_gone) as port:
+            conn = await websocket_connect(f"ws://127.0.0.1:{port}/")
+            await until(conn.protocol.is_closing)
+            with self.assertRaises(WebSocketClosedError):
+                await conn.write_message("late")
+            received = [await conn.read_message() for _ in range(3)]
+        self.assertEqual(received, ["m0", "m1", None])
 
     @gen_test
     async def test_a_non_ascii_path_is_sent_percent_encoded(self) -> None:

@@ -85,6 +85,16 @@ def key_of(head: bytes) -> str:
     raise AssertionError("no key")
 
 
+def switched(head: bytes) -> bytes:
+    """A plain 101 answering the handshake ``head`` (frames may follow it)."""
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+        + accept_key(key_of(head)).encode()
+        + b"\r\n\r\n"
+    )
+
+
 def answering(extra: str = "", accept: str = "") -> Script:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -205,16 +215,7 @@ class ScriptedServers(AsyncTestCase):
             ) -> None:
                 head = await reader.readuntil(b"\r\n\r\n")
                 frames = b"".join(bytes([0x81, 2]) + b"m%d" % i for i in range(6))
-                writer.write(
-                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
-                    + accept_key(key_of(head)).encode()
-                    + b"\r\n\r\n"
-                    + frames
-                    + bytes([0x82, 1])
-                    + b"z"
-                    + closing
-                )
+                writer.write(switched(head) + frames + bytes([0x82, 1]) + b"z" + closing)
                 await writer.drain()
                 writer.close()
 
@@ -244,12 +245,7 @@ class ScriptedServers(AsyncTestCase):
                 answered: asyncio.Event = answered,
             ) -> None:
                 head = await reader.readuntil(b"\r\n\r\n")
-                writer.write(
-                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
-                    + accept_key(key_of(head)).encode()
-                    + b"\r\n\r\n\x81\x02hi\x88\x07\x03\xe9going"
-                )
+                writer.write(switched(head) + b"\x81\x02hi\x88\x07\x03\xe9going")
                 await writer.drain()
                 writer.write_eof()
                 answers.append(await reader.read())
@@ -281,12 +277,7 @@ class ScriptedServers(AsyncTestCase):
         # until the application reads).
         async def two_then_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             head = await reader.readuntil(b"\r\n\r\n")
-            writer.write(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
-                + accept_key(key_of(head)).encode()
-                + b"\r\n\r\n\x81\x02m0\x81\x02m1"
-            )
+            writer.write(switched(head) + b"\x81\x02m0\x81\x02m1")
             await writer.drain()
             writer.close()
 

@@ -3,18 +3,19 @@
 Reads a JSON list of cases from stdin and writes a JSON list of results
 (client_run.py runs it under Tornado and, through ``squall.compat``, under
 Squall, and compares them). A case is ``{"path", "subprotocols",
-"compress", "send", "handshake", "frames"}``: the raw server reads the
-client's handshake, answers with ``handshake`` (``{accept}`` in it is the
-right Sec-WebSocket-Accept for the client's key), sends ``frames`` (base64
-bytes, unmasked as a server's are; the last, a close frame unless the case
-is ``abrupt``, once the client's messages have arrived), then reads the
-client's frames until its close frame or the end of the connection, and
-closes. The
-client sends ``send`` (a list of text messages) once connected and reads
-messages until the connection ends. A result holds the handshake the
-server received (key and version fields elided), the client's frames
-(unmasked), what ``websocket_connect`` raised or the messages read, and
-``close_code``/``close_reason``.
+"compress", "send", "handshake", "frames", "abrupt", "callback"}``: the raw
+server reads the client's handshake, answers with ``handshake``
+(``{accept}`` in it is the right Sec-WebSocket-Accept for the client's
+key), sends ``frames`` (base64 bytes, unmasked as a server's are; the
+last, a close frame unless the case is ``abrupt``, once the client's
+messages have arrived), then reads the client's frames until its close
+frame or the end of the connection, and closes. The client sends ``send``
+(a list of text messages) once connected and reads messages until the
+connection ends, by ``read_message`` or, with ``callback``, through an
+``on_message_callback`` until it is given None. A result holds the
+handshake the server received (key and version fields elided), the
+client's frames (unmasked), what ``websocket_connect`` raised or the
+messages read, and ``close_code``/``close_reason``.
 """
 
 from __future__ import annotations
@@ -110,11 +111,22 @@ async def connect(server: Server, case: dict[str, Any]) -> dict[str, Any]:
     request = httpclient.HTTPRequest(
         f"ws://127.0.0.1:{server.port}{case['path']}", request_timeout=10
     )
+    received: list[Any] = []
+    ended = asyncio.get_running_loop().create_future()
+
+    def on_message(message: Any) -> None:
+        if message is None:
+            if not ended.done():
+                ended.set_result(None)
+        else:
+            received.append(message)
+
     try:
         conn = await websocket.websocket_connect(
             request,
             subprotocols=case["subprotocols"],
             compression_options={} if case["compress"] else None,
+            on_message_callback=on_message if case.get("callback") else None,
         )
     except Exception as exc:
         result["raised"] = [type(exc).__name__, getattr(exc, "code", None)]
@@ -125,12 +137,15 @@ async def connect(server: Server, case: dict[str, Any]) -> dict[str, Any]:
             await conn.write_message(message)
         except Exception as exc:
             result.setdefault("write_errors", []).append(type(exc).__name__)
-    messages = []
-    while True:
-        message = await conn.read_message()
-        if message is None:
-            break
-        messages.append(message if isinstance(message, str) else ["bytes", message.hex()])
+    if case.get("callback"):
+        await ended
+    else:
+        while True:
+            message = await conn.read_message()
+            if message is None:
+                break
+            received.append(message)
+    messages = [m if isinstance(m, str) else ["bytes", m.hex()] for m in received]
     result["messages"] = messages
     result["close"] = [conn.close_code, conn.close_reason]
     return result

@@ -377,8 +377,21 @@ class _TransportStream(BaseIOStream):
 
     def feed_eof(self) -> None:
         self._eof = True
-        if not self._closed:
-            self._handle_events(None, _READ)
+        if self._closed:
+            return
+        state = self._state
+        if (
+            self._receiver is None
+            and self._read_future is None
+            and state is not None
+            and not state & _READ
+        ):
+            # Not listening (its owner holds reading back: a WebSocket with
+            # frames still to dispatch, hold_reading_ahead): the end is seen
+            # by the next read, as an fd-based stream's would be, after the
+            # owner has answered what came before it.
+            return
+        self._handle_events(None, _READ)
 
     def pause_writing(self) -> None:
         # The transport is over its high-water mark.

@@ -441,6 +441,7 @@ class WebSocketProtocol13(WebSocketProtocol):
         set_receiver = getattr(stream, "set_receiver")  # noqa: B009 (not on BaseIOStream)
         pending = set_receiver(None)
         self._context = None
+        self._hold_reading(bool(pending) or index < len(events))
         # Received and not yet delivered, should the connection end before
         # the task has them (see on_connection_close).
         self.__dict__["_undelivered"] = (events, index, pending)
@@ -503,7 +504,7 @@ class WebSocketProtocol13(WebSocketProtocol):
                         result = self._dispatch(event)
                     if result is not None:
                         self._uncork()
-                        self._hold_reading(events, index)
+                        self._hold_reading(index < len(events))
                         self.__dict__["_undelivered"] = (events, index, b"")
                         await result
                         self.__dict__.pop("_undelivered", None)
@@ -539,7 +540,7 @@ class WebSocketProtocol13(WebSocketProtocol):
     async def _turn(self, events: list[_ws.Event], index: int) -> bool:
         """Lets the loop run once while ``events[index:]`` wait; returns
         whether they are still this task's (the connection did not end)."""
-        self._hold_reading(events, index)
+        self._hold_reading(index < len(events))
         self.__dict__["_undelivered"] = (events, index, b"")
         await asyncio.sleep(0)
         self.__dict__.pop("_undelivered", None)
@@ -548,17 +549,17 @@ class WebSocketProtocol13(WebSocketProtocol):
             return False
         return True
 
-    def _hold_reading(self, events: list[_ws.Event], index: int) -> None:
+    def _hold_reading(self, left: bool) -> None:
         """The reading task waits for something other than the peer (the
-        application, a loop turn) with ``events[index:]`` still to
-        dispatch: if there are any, the stream does not read ahead
+        application, a loop turn), with what was received ``left`` to
+        dispatch or not: if there is some, the stream does not read ahead
         meanwhile, so that a peer that half-closes after its close frame is
         seen after that frame, which is then answered (RFC 6455 section
-        5.5.1), as Tornado's reading (frame by frame from its buffer) does. Should the connection end anyway, what was
-        received is still delivered (_deliver_the_rest). (A client's only:
-        a server's handler is told of the end while its coroutine runs, as
-        on Tornado, and is handed the rest after it: _hand_over_the_rest.)"""
-        if self.client and index < len(events):
+        5.5.1), as Tornado's reading (frame by frame from its buffer) does.
+        Should the connection end anyway, what was received is still
+        delivered (_deliver_the_rest, or, to a server's handler,
+        _hand_over_the_rest)."""
+        if left:
             # (With none, the end is seen while the application takes its
             # time, as an idle stream sees it: nothing is left to answer.)
             hold = getattr(self.stream, "hold_reading_ahead", None)

@@ -827,6 +827,42 @@ class MessagesBeforeTheEnd(AsyncHTTPTestCase):
         await self.leave_after(b"")
 
 
+class AsyncEcho(WebSocketHandler):
+    """A coroutine on_message that echoes, at once or after a few loop turns."""
+
+    async def on_message(self, message: Any) -> None:
+        for _ in range(int(self.get_argument("turns"))):
+            await asyncio.sleep(0)
+        self.write_message(message)
+
+
+class HalfClosingClient(AsyncHTTPTestCase):
+    # A client sends its messages and its close frame together, then shuts
+    # its side down (and reads on). The handler's coroutine on_message
+    # echoes each and the close frame is answered (RFC 6455 section 5.5.1),
+    # as on Tornado: the server stream used to close at the end it read
+    # meanwhile, and sent nothing after it (no echo at all once the
+    # coroutine awaited, no answer to the close frame).
+    def get_app(self) -> Application:
+        return Application([("/echo", AsyncEcho)])
+
+    @gen_test
+    async def test_echoes_and_the_close_answer_reach_it(self) -> None:
+        for turns in (0, 3):
+            stream = IOStream(socket.socket())
+            self.addCleanup(stream.close)
+            await stream.connect(("127.0.0.1", self.get_http_port()))
+            frames = b"".join(build_frame(1, b"m%d" % i, mask_key=b"abcd") for i in range(3))
+            closing = build_frame(8, b"\x03\xe8bye", mask_key=b"abcd")
+            await stream.write(
+                UPGRADE.format(path=f"/echo?turns={turns}").encode() + frames + closing
+            )
+            stream.socket.shutdown(socket.SHUT_WR)
+            answer = (await stream.read_until_close()).partition(b"\r\n\r\n")[2]
+            echoes = b"".join(bytes([0x81, 2]) + b"m%d" % i for i in range(3))
+            self.assertEqual(answer, echoes + b"\x88\x02\x03\xe8", turns)
+
+
 class PeriodicPing(AsyncHTTPTestCase):
     def get_app(self) -> Application:
         self.rec = Recorder()

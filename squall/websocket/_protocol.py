@@ -16,6 +16,7 @@ from squall.httputil._websocket_link import WebSocketCarrier
 from squall.ioloop import IOLoop
 from squall.iostream import StreamClosedError
 from squall.log import app_log, gen_log
+from squall.websocket._done import loop_done as _loop_done
 from squall.websocket._pings import PingWheel, wheel_for
 from squall.websocket._pings import capped_ping_timeout as _capped_ping_timeout
 
@@ -977,21 +978,6 @@ class WebSocketProtocol13(WebSocketProtocol):
                     self.close_code = event.code
                     self.close_reason = event.reason or None
                 break
-
-
-# The resolved future of the loop connections last started on (see _done).
-_last_done: Optional[Future[None]] = None
-
-
-def _loop_done() -> Future[None]:
-    """A resolved future of the running loop, the same for its connections."""
-    global _last_done
-    loop = asyncio.get_running_loop()
-    done = _last_done
-    if done is None or done.get_loop() is not loop:
-        done = _last_done = loop.create_future()
-        done.set_result(None)
-    return done
 
 
 # Stands for an empty context not made yet (see start_reading); never run.

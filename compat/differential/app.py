@@ -439,7 +439,19 @@ class Echo(websocket.WebSocketHandler):
     def open(self, *args: str) -> None:
         self.write_message(f"open {self.selected_subprotocol} {args}")
 
-    def on_message(self, message: Any) -> None:
+    def on_message(self, message: Any) -> Any:
+        if self.get_query_argument("async", None) is not None:
+            return self.answer_later(message)
+        self.answer(message)
+        return None
+
+    async def answer_later(self, message: Any) -> None:
+        # As a handler that looks something up first: the next message
+        # waits until this one is answered, on both servers.
+        await asyncio.sleep(0)
+        self.answer(message)
+
+    def answer(self, message: Any) -> None:
         if message == "close":
             self.close(4000, "bye")
         elif isinstance(message, bytes):

@@ -129,6 +129,9 @@ OUTCOMES = ("due", "delivered", "counted", "duplicated", "out_of_order", "lost")
 TEXT = re.compile(r"P(\d+)\.(\d+)")
 #: Hang guards (never the property under test).
 START_TIMEOUT = 30.0
+#: The seconds a Sentinel takes to make a failed-over primary a replica
+#: unloaded: its INFO period (10 s) and its wait on a reported role (8 s).
+SENTINEL_RECONFIGURES = 20.0
 DRAIN_TIMEOUT = 30.0
 #: Bound of every loop in a run (reads, reconnections, publishes).
 MAX_STEPS = 1_000_000
@@ -1248,8 +1251,15 @@ class SentinelWorld(HelperWorld):
         if kind == "sentinel-failover":
             old = s.primary
             new = await asyncio.to_thread(s.failover, START_TIMEOUT)
+            # The Sentinel turns the old primary into a replica on its own
+            # schedule: it sees the old role at its next INFO (every 10 s),
+            # then lets the role stand 8 s before it sends REPLICAOF, so this
+            # takes about 20 s before any load: START_TIMEOUT more on top.
             await asyncio.to_thread(
-                s.wait, f"{old} replicating {new}", lambda: s._synced(new, old), START_TIMEOUT
+                s.wait,
+                f"{old} replicating {new}",
+                lambda: s._synced(new, old),
+                SENTINEL_RECONFIGURES + START_TIMEOUT,
             )
             await asyncio.to_thread(
                 s.wait,

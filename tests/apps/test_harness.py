@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -237,14 +239,15 @@ def test_the_harness_gives_its_runs_sigint_even_when_started_with_it_ignored(
 
 
 _HANGS = """
-import subprocess, sys, threading
+import socket, subprocess, sys, threading
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
 def test_hangs():
     p = subprocess.Popen(SLEEP, start_new_session=True)
-    open(PIDS, "a").write(f"{p.pid}\\n")
+    with socket.create_connection(("127.0.0.1", PORT)) as told:
+        told.sendall(f"{p.pid}\\n".encode())
     threading.Event().wait(60)
 """
 
@@ -264,22 +267,37 @@ run.run_suite(app, "tornado", Path(sys.executable), Path(TMP), Path(TMP), None, 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_harness_ends_the_servers_of_its_run(tmp_path: Path, sig: int) -> None:
-    pids = tmp_path / "pids"
-    (tmp_path / "test_hangs.py").write_text(_HANGS.replace("PIDS", repr(str(pids))))
+    # The run's test tells its server's pid over a connection to this
+    # listener: the harness is signalled once that has arrived.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    (tmp_path / "test_hangs.py").write_text(_HANGS.replace("PORT", str(port)))
     driver = tmp_path / "driver.py"
     driver.write_text(_DRIVER.replace("APPS", repr(str(APPS))).replace("TMP", repr(str(tmp_path))))
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     harness = subprocess.Popen([sys.executable, str(driver)], env=env, stderr=subprocess.PIPE)
+    assert harness.stderr is not None
     started: list[int] = []
+    said = b""
     try:
-        deadline = time.monotonic() + 30
-        while not pids.exists() or not pids.read_text().endswith("\n"):
-            assert time.monotonic() < deadline, "the run's test never started its server"
-            assert harness.poll() is None, harness.stderr.read() if harness.stderr else ""
-            time.sleep(0.05)
-        started = [int(pid) for pid in pids.read_text().split()]
+        deadline = time.monotonic() + 30  # a hang guard: the wait ends on an event
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, "the run's test never started its server"
+            ready, _, _ = select.select([listener, harness.stderr], [], [], left)
+            if listener in ready:
+                break
+            if ready:
+                # The harness wrote to stderr, or ended (EOF) before its test told.
+                chunk = os.read(harness.stderr.fileno(), 65536)
+                assert chunk, "the harness ended first: " + said.decode(errors="replace")
+                said += chunk
+        told, _ = listener.accept()
+        with told, told.makefile("rb") as lines:
+            started = [int(lines.readline())]
         harness.send_signal(sig)
         _, err = harness.communicate(timeout=30)
+        err = said + err
         assert harness.returncode != 0
         assert (b"KeyboardInterrupt" if sig == signal.SIGINT else b"SystemExit") in err or (
             harness.returncode == 128 + sig
@@ -287,6 +305,7 @@ def test_an_interrupted_harness_ends_the_servers_of_its_run(tmp_path: Path, sig:
         assert [pid for pid in started if _alive(pid)] == []
         assert "ended 1 processes the run left" in (tmp_path / "tornado.log").read_text()
     finally:
+        listener.close()
         if harness.poll() is None:
             harness.kill()
             harness.wait()

@@ -96,6 +96,12 @@ class RedisSentinel(LoggedProcesses):
             and fields.get("master-link-status") == "ok"
         )
 
+    def _failing_over(self) -> bool:
+        """Whether the Sentinel has a failover of the primary in progress."""
+        words = _command(self.sentinel, "SENTINEL", "MASTER", MASTER).split()
+        fields = dict(zip(words[::2], words[1::2], strict=False))
+        return "failover_in_progress" in fields.get("flags", "").split(",")
+
     def start(self, timeout: float = 30.0) -> None:
         """Starts the primary, the replica and the Sentinel, and waits until
         the replica is in sync and the Sentinel knows it."""
@@ -136,6 +142,11 @@ class RedisSentinel(LoggedProcesses):
         next looks at it (up to 10 s on): until then it still takes writes.
         """
         new = self.replica
+        # After a failover of its own (a primary killed), the Sentinel names
+        # the promoted replica at once but finishes only when it has
+        # reconfigured the other replicas or given up on them (logged
+        # "+switch-master"); until then a FAILOVER is refused with INPROG.
+        self.wait("the Sentinel's last failover to end", lambda: not self._failing_over(), timeout)
         out = _command(self.sentinel, "SENTINEL", "FAILOVER", MASTER).strip()
         if out != "OK":
             raise AssertionError(f"SENTINEL FAILOVER: {out!r}")

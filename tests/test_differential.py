@@ -99,3 +99,25 @@ def test_an_unlisted_difference_is_not_explained() -> None:
     case = {"request": {"method": "GET"}, "path": "/p", "script": []}
     result = {"code": 200, "body": "YQ==", "received": [], "header_lines": []}
     assert client_run.departure(case, result, dict(result, code=201)) is None
+
+
+def test_a_half_close_departure_is_explained_only_as_listed() -> None:
+    # Tornado's server drops a coroutine on_message's answers and the close
+    # answer when the client half-closes; Squall sends them. Anything less
+    # from Squall, or the same without the half-close, stays unexplained.
+    app_run = _module("app_run")
+    handshake = b"GET /ws?async HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    head = ("HTTP/1.1", "101", "Switching Protocols", (), b"")
+    opened, echo, close = (
+        (0x81, b"open None ()"),
+        (0x81, b'{"echo": "hi", "n": 2}'),
+        (0x88, b"\x03\xe8"),
+    )
+    tornado = [head, opened, "end"]
+    squall = [head, opened, echo, close]
+    reason = app_run.ws_departure((handshake, [], True), tornado, squall)
+    assert reason is not None and "half-close" in reason
+    assert app_run.ws_departure((handshake, [], False), tornado, squall) is None
+    assert app_run.ws_departure((handshake, [], True), tornado, [head, opened, echo, "end"]) is None
+    in_order = handshake.replace(b"?async", b"")
+    assert app_run.ws_departure((in_order, [], True), tornado, squall) is None

@@ -657,12 +657,15 @@ def resumes_across_a_restart(s: Session, env: dict[str, str]) -> None:
             s.stopped(command, server, took)
         # Back at the first position, after the restart: what came next, or a reset.
         server, _ = s.serve(command, env, 8000)
-        events = s.run(
-            f"curl -sN --max-time 2 'http://127.0.0.1:8000/rooms/lobby/events?since={positions[0]}'",
-            env,
-            netns=True,
-            check=False,
-        )
+        # The stream is read until the line that decides (the publication
+        # replayed, or a reset), not for a length of time; then curl stops.
+        url = f"http://127.0.0.1:8000/rooms/lobby/events?since={positions[0]}"
+        reader = Process(s.inside(["bash", "-c", f"curl -sN '{url}'"]), s.clone, env)
+        try:
+            reader.expect(r"^(data: after the restart|event: reset)", 60)
+        finally:
+            reader.stop()
+        events = "\n".join(reader.seen)
         server.stop()
         s.servers.remove(server)
         if survives:

@@ -508,21 +508,10 @@ def _returns_a_cancelled_grant() -> Iterator[None]:
     does (Tornado's keeps it: the lock stays held by no one, and every
     later ``acquire`` waits forever)."""
     semaphore, lock = t_locks.Semaphore.__aenter__, t_locks.Lock.__aenter__
-
-    async def semaphore_enter(self: Any) -> None:
-        waiter = self.acquire()
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.release()
-            raise
-
-    async def lock_enter(self: Any) -> None:
-        await self._block.__aenter__()
-
-    t_locks.Semaphore.__aenter__ = semaphore_enter  # type: ignore[method-assign]
-    t_locks.Lock.__aenter__ = lock_enter  # type: ignore[method-assign]
+    # Squall's own methods: they ask only acquire(), release() and the
+    # lock's _block, which Tornado's objects have too.
+    t_locks.Semaphore.__aenter__ = s_locks.Semaphore.__aenter__  # type: ignore[method-assign]
+    t_locks.Lock.__aenter__ = s_locks.Lock.__aenter__  # type: ignore[method-assign]
     try:
         yield
     finally:

@@ -9,8 +9,12 @@ bounded one, an event, a condition). Each task is an ``async def`` or a
 and without timeouts, ``join`` and ``task_done``; acquiring and releasing
 (awaited, or with ``async with`` around a sleep); setting, clearing and
 waiting on the event; waiting on and notifying the condition;
-``gen.sleep``, ``gen.moment``, ``gen.with_timeout`` around a wait, and
-callbacks through ``IOLoop.add_callback`` and ``call_later``.
+``gen.sleep``, ``gen.moment``, ``gen.with_timeout``, ``gen.multi`` and
+``gen.WaitIterator`` around waits; cancelling another task; callbacks
+through ``IOLoop.add_callback`` and ``call_later``, a timeout taken back
+with ``remove_timeout`` before or after it is due, and a
+``PeriodicCallback`` that stops itself after a few runs (each run a plain
+call, or a coroutine that outlasts its period).
 
 Both run on an asyncio loop whose clock is virtual: when nothing is ready,
 it moves to the next timer at once, and ``time.time`` (the ``IOLoop.time``
@@ -188,16 +192,21 @@ class Program:
         if kind == "moment":
             return gen.moment
         if kind == "multi":
-            parts = [self.awaitable(part) for part in step[1:]]
-            if any(part is None or part is gen.moment for part in parts):
-                return None
-            return gen.multi(parts)
+            parts = self.futures(step[1:])
+            return gen.multi(parts) if parts else None
         if kind == "with_timeout":
             inner = self.awaitable(step[2])
             if inner is None or inner is gen.moment:
                 return None
             return gen.with_timeout(datetime.timedelta(seconds=step[1]), inner)
         return None
+
+    def futures(self, steps: tuple[Any, ...]) -> list[Any]:
+        """The futures of ``steps`` (waits), or none if one of them does not wait."""
+        parts = [self.awaitable(part) for part in steps]
+        if any(part is None or part is self.lib.gen.moment for part in parts):
+            return []
+        return parts
 
     def at_once(self, task: int, index: int, step: tuple[Any, ...]) -> Any:
         """Runs a step that does not wait; returns its value."""
@@ -227,6 +236,14 @@ class Program:
             if target >= len(self.tasks) or target == task:
                 return None
             return self.tasks[target].cancel()
+        if kind == "periodic":
+            return self.periodic((task, index), *step[1:])
+        if kind == "removed":
+            # A timeout taken back before it is due: it must never run.
+            io_loop = self.lib.ioloop.IOLoop.current()
+            handle = io_loop.call_later(step[1], self.note, "callback", (task, index))
+            io_loop.call_later(step[2], io_loop.remove_timeout, handle)
+            return None
         if kind == "callback":
             io_loop = self.lib.ioloop.IOLoop.current()
             label = (task, index)
@@ -236,6 +253,24 @@ class Program:
                 io_loop.call_later(step[2], self.note, "callback", label)
             return None
         raise AssertionError(f"unknown step {step!r}")
+
+    def periodic(self, label: tuple[int, int], period: float, ticks: int, busy: float) -> None:
+        """A PeriodicCallback every ``period`` seconds that stops itself
+        after ``ticks`` runs; with ``busy``, each run is a coroutine that
+        sleeps that long (a run that overruns its period)."""
+        runs = [0]
+
+        def tick() -> Any:
+            runs[0] += 1
+            self.note("callback", (*label, runs[0]))
+            if runs[0] >= ticks:
+                periodic.stop()
+            if busy:
+                return self.lib.gen.sleep(busy)
+            return None
+
+        periodic = self.lib.ioloop.PeriodicCallback(tick, period * 1000)
+        periodic.start()
 
     def needs_await(self, step: tuple[Any, ...]) -> bool:
         return step[0] in _AWAITED
@@ -248,6 +283,15 @@ class Program:
                         self.note(task, index, "held")
                         await self.lib.gen.sleep(step[2])
                     value = None
+                elif step[0] == "wait_iterator":
+                    futures = self.futures(step[1:])
+                    order = []
+                    if futures:
+                        it = self.lib.gen.WaitIterator(*futures)
+                        while not it.done():
+                            item = await it.next()
+                            order.append((it.current_index, _plain(item)))
+                    value = tuple(order)
                 elif step[0] == "moment":
                     # What a native coroutine awaits for one loop turn
                     # (Tornado's moment is not awaitable, Squall's is:
@@ -282,6 +326,15 @@ class Program:
                         finally:
                             getattr(self, step[1]).release()
                         value = None
+                    elif step[0] == "wait_iterator":
+                        futures = self.futures(step[1:])
+                        order = []
+                        if futures:
+                            it = self.lib.gen.WaitIterator(*futures)
+                            while not it.done():
+                                item = yield it.next()
+                                order.append((it.current_index, _plain(item)))
+                        value = tuple(order)
                     elif self.needs_await(step):
                         future = self.awaitable(step)
                         value = None if future is None else (yield future)
@@ -314,7 +367,7 @@ class Program:
 
 
 _AWAITED = frozenset(
-    "put get join acquire event_wait cond_wait sleep moment with_timeout multi".split()
+    "put get join acquire event_wait cond_wait sleep moment with_timeout multi wait_iterator".split()
 )
 
 
@@ -373,11 +426,12 @@ def _timeout() -> st.SearchStrategy[Any]:
 # The steps by the object they work on: a program draws most of its steps
 # from one or two of these groups, so that its tasks meet on the same
 # object (two waiters and a notify, a full queue and a getter) often.
+_JOIN = st.tuples(st.just("join"), st.none())
 _WAITERS = {
     "queue": [
         st.tuples(st.just("get"), st.none()),
         st.tuples(st.just("put"), st.integers(0, 9), st.none()),
-        st.tuples(st.just("join"), st.none()),
+        _JOIN,
     ],
     "locks": [st.tuples(st.just("acquire"), st.sampled_from(["lock", "sem", "bsem"]), st.none())],
     "event": [st.tuples(st.just("event_wait"), st.none())],
@@ -413,6 +467,12 @@ _GROUPS = {
 }
 
 _WAITER = st.one_of(*(w for ws in _WAITERS.values() for w in ws))
+# The waits whose wake-up order is defined (first come, first served): a
+# WaitIterator's order over waits that end at one instant is theirs. An
+# Event's waiters (under Queue.join too) wake in no defined order.
+_ORDERED_WAITER = st.one_of(
+    *(w for group, ws in _WAITERS.items() if group != "event" for w in ws if w is not _JOIN)
+)
 
 # Steps of every program: time passing, wrappers around a wait, another
 # task cancelled, callbacks.
@@ -421,7 +481,14 @@ _COMMON = [
     st.tuples(st.just("moment")),
     st.tuples(st.just("with_timeout"), _lengths, _WAITER),
     st.tuples(st.just("multi"), _WAITER, st.one_of(_WAITER, st.tuples(st.just("sleep"), _lengths))),
+    st.tuples(
+        st.just("wait_iterator"),
+        _ORDERED_WAITER,
+        st.one_of(_ORDERED_WAITER, st.tuples(st.just("sleep"), _lengths)),
+    ),
     st.tuples(st.just("cancel"), st.integers(0, 3)),
+    st.tuples(st.just("periodic"), _lengths.map(lambda n: n + 1), st.integers(1, 4), _lengths),
+    st.tuples(st.just("removed"), _lengths.map(lambda n: n + 1), _lengths),
     st.tuples(st.just("callback"), st.just("soon")),
     st.tuples(st.just("callback"), st.just("later"), _lengths),
 ]
@@ -463,9 +530,9 @@ def _distinct(steps: list[tuple[Any, ...]], task: int) -> list[tuple[Any, ...]]:
             elif (
                 isinstance(part, int)
                 and not isinstance(part, bool)
-                and _TIMED.get(step[0]) == len(out)
+                and len(out) in _TIMED.get(step[0], ())
             ):
-                out.append(part + _salt(key))
+                out.append(part + _salt(key + 20_000 * len(out)))
             else:
                 out.append(part)
         return tuple(out)
@@ -474,8 +541,15 @@ def _distinct(steps: list[tuple[Any, ...]], task: int) -> list[tuple[Any, ...]]:
     return [fix(step, task * stride + i + 1) for i, step in enumerate(steps)]
 
 
-# Which position of a step holds a length (a plain number of seconds).
-_TIMED = {"sleep": 1, "hold": 2, "with_timeout": 1, "callback": 2}
+# Which positions of a step hold a length (a plain number of seconds).
+_TIMED = {
+    "sleep": (1,),
+    "hold": (2,),
+    "with_timeout": (1,),
+    "callback": (2,),
+    "periodic": (1, 3),
+    "removed": (1, 2),
+}
 
 
 # The most tasks in a program and steps in a task (--tasks, --steps).
@@ -610,6 +684,7 @@ def main() -> int:
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
     )
     test = config(same_programs)
     try:

@@ -129,8 +129,8 @@ def test_coroutine_primitives_agree_with_tornados() -> None:
 
 
 # Run in a subprocess with Tornado importable: the queues' and locks'
-# checker must find a condition that wakes its newest waiter first, and
-# must tell a difference in order at one instant from one in outcome.
+# checker must name a departure only where it is the one, and must find a
+# condition that wakes its newest waiter first.
 _CAUGHT = """
 import logging, sys
 sys.path.insert(0, sys.argv[1])
@@ -139,19 +139,13 @@ from hypothesis import HealthCheck, seed, settings
 import squall.locks
 
 logging.disable(logging.CRITICAL)
-a = ([(0.0, 0, 0, ("ok", None)), (0.0, 1, 0, ("ok", None))], (), "done")
-b = ([(0.0, 1, 0, ("ok", None)), (0.0, 0, 0, ("ok", None))], (), "done")
-c = ([(0.0, 0, 0, ("ok", None)), (0.0, 1, 0, ("err", "TimeoutError"))], (), "done")
-d = ([(0.0, 1, 0, ("ok", None))], (), "done")
-print("kinds", concurrency.first_divergence(a, a), concurrency.first_divergence(a, b),
-      concurrency.first_divergence(a, c), concurrency.first_divergence(a, d),
-      concurrency.first_divergence(a, (a[0], (), "stuck (waiting)")))
 spec = {"queue": "Queue", "maxsize": 0, "sem": 0, "bsem": 1, "tasks": [
     ("async", [("hold", "sem", 0.001)]), ("async", [("release", "sem"), ("cancel", 0)])]}
 theirs = concurrency.run(concurrency.TORNADO, spec)
 ours = concurrency.run(concurrency.SQUALL, spec)
-print("grant", concurrency.first_divergence(theirs, ours), concurrency.explained(spec, ours),
-      concurrency.explained(spec, theirs))
+other = (ours[0], ours[1][:-1] + (not ours[1][-1],), ours[2])
+print("grant", theirs == ours, concurrency.explained(spec, ours),
+      concurrency.explained(spec, other))
 notify = squall.locks.Condition.notify
 def newest_first(self, n=1):
     self._waiters.reverse()
@@ -182,10 +176,9 @@ def test_a_condition_waking_out_of_turn_is_caught() -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     lines = done.stdout.splitlines()
-    assert lines[0] == "kinds same order different different different", lines
     # A semaphore granted to a task cancelled in that loop turn: Squall
     # gives the permit back, Tornado keeps it; explained by that name for
-    # Squall's run, and Tornado's own run is not Squall's.
+    # Squall's run, and not if Squall's run also differed in the Event.
     grant = "a permit granted as its task is cancelled is given back"
-    assert lines[1] == f"grant different {grant} None", lines
+    assert lines[0] == f"grant False {grant} None", lines
     assert lines[-1].startswith("caught   first difference:"), lines

@@ -182,3 +182,44 @@ def test_a_condition_waking_out_of_turn_is_caught() -> None:
     grant = "a permit granted as its task is cancelled is given back"
     assert lines[0] == f"grant False {grant} None", lines
     assert lines[-1].startswith("caught   first difference:"), lines
+
+
+def test_iostreams_read_and_write_as_tornados() -> None:
+    out = _run("streams.py", "--examples", "300", "--seed", "1")
+    assert out.startswith("streams: same on 300 examples"), out
+
+
+_EARLY = """
+import logging, sys
+sys.path.insert(0, sys.argv[1])
+import streams
+from hypothesis import HealthCheck, seed, settings
+from squall.iostream import IOStream
+
+logging.disable(logging.CRITICAL)
+read_until = IOStream.read_until
+def one_byte_early(self, delimiter, max_bytes=None):
+    return read_until(self, delimiter, max_bytes - 1 if max_bytes and max_bytes > 1 else max_bytes)
+IOStream.read_until = one_byte_early
+test = settings(max_examples=2000, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))(streams.same_conversations)
+try:
+    seed(1)(test)()
+except AssertionError as exc:
+    print("caught", str(exc).splitlines()[1])
+else:
+    print("not caught")
+"""
+
+
+def test_a_max_bytes_one_byte_short_is_caught() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _EARLY, str(DIFF)],
+        env=_tornado_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.startswith("caught   conversation:"), done.stdout[-2000:]

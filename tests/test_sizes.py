@@ -177,3 +177,24 @@ def test_an_iostream_takes_sizes_as_numbers() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_an_iostream_reads_chunks_of_at_most_half_its_buffer() -> None:
+    # As Tornado's: a partial read_bytes returns what one chunk brought, so
+    # a stream with a small buffer answers it with as many bytes on both.
+    import socket
+
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        streams = [
+            IOStream(pairs[0][0], max_buffer_size=16),
+            IOStream(pairs[1][0], max_buffer_size=16, read_chunk_size=4),
+            IOStream(pairs[2][0], max_buffer_size=1),
+        ]
+        assert [stream.read_chunk_size for stream in streams] == [8, 4, 1]
+        for stream in streams:
+            stream.close()
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()

@@ -122,6 +122,12 @@ READ_SLOTS = (
 )
 
 
+def _unsatisfiable(what: object, max_bytes: int) -> UnsatisfiableReadError:
+    # One wording for both kinds (a regex shows as its compiled pattern),
+    # as Tornado's, which programs' tests match.
+    return UnsatisfiableReadError(f"delimiter {what!r} not found within {max_bytes} bytes")
+
+
 class _Reading:
     """The read state and read methods of `BaseIOStream`.
 
@@ -189,8 +195,9 @@ class _Reading:
 
         Args:
             regex: the pattern, as bytes.
-            max_bytes: if the match does not end within this many bytes, the
-                stream is closed (logged at INFO) and the read fails.
+            max_bytes: the most bytes the match may end within: once more
+                than this many are buffered without one, the stream is
+                closed (logged at INFO) and the read fails.
         """
         compiled = re.compile(regex)
         future = self._start_read(_REGEX)
@@ -203,8 +210,9 @@ class _Reading:
 
         Args:
             delimiter: the bytes to look for.
-            max_bytes: if the delimiter does not end within this many bytes,
-                the stream is closed (logged at INFO) and the read fails.
+            max_bytes: the most bytes the delimiter may end within: once
+                more than this many are buffered without it, the stream is
+                closed (logged at INFO) and the read fails.
         """
         if not delimiter:
             raise ValueError("read_until needs a non-empty delimiter")
@@ -350,6 +358,7 @@ class _Reading:
         if self._maybe_finish(True):
             return
         if self._closed:
+            self._keep_unfinished_into()
             self._clear_read()
             raise StreamClosedError(real_error=self.error)
         if self._in_setup():
@@ -601,7 +610,7 @@ class _Reading:
         if match is not None:
             end = match.end() - start
             if max_bytes is not None and end > max_bytes:
-                self._not_found(available, max_bytes, regex)
+                raise _unsatisfiable(regex, max_bytes)
             self._finish_read(end)
             return True
         return self._not_found(available, available, regex)
@@ -609,13 +618,13 @@ class _Reading:
     def _not_found(self, scanned: int, available: int, what: object) -> bool:
         # A delimiter or regex search that has not matched yet: remember how
         # far it looked (the next search resumes there); refuse the read
-        # once ``available`` reaches its max_bytes.
+        # once more than its max_bytes are buffered, as Tornado does (with
+        # exactly max_bytes and no match the read waits on, though no
+        # match can end within them).
         self._read_scanned = scanned
         max_bytes = self._read_max_bytes
-        if max_bytes is not None and available >= max_bytes:
-            # One wording for both kinds (a regex shows as its compiled
-            # pattern), as Tornado's, which programs' tests match.
-            raise UnsatisfiableReadError(f"delimiter {what!r} not found within {max_bytes} bytes")
+        if max_bytes is not None and available > max_bytes:
+            raise _unsatisfiable(what, max_bytes)
         return False
 
     def _finish_read(self, size: int) -> None:
@@ -639,6 +648,19 @@ class _Reading:
         error = self.error
         if error is None or is_connreset(error):
             self._finish_read(self._buffered())
+
+    def _keep_unfinished_into(self) -> None:
+        """Put the bytes a read into a buffer had taken back into the
+        stream's buffer: the stream closed before the read was done, so
+        its future fails and the caller never learns how many it holds.
+        A later read of the closed stream then finds them, as on Tornado,
+        rather than losing them with the failed read."""
+        into = self._read_into
+        filled = self._read_into_filled
+        if into is not None and filled:
+            self._rbuf = bytearray(into[:filled]) + self._rbuf[self._rpos :]
+            self._rpos = 0
+            self._read_into_filled = 0
 
     def _clear_read(self) -> None:
         self._read_future = None
@@ -681,6 +703,15 @@ class _Reading:
 
     def _close_unsatisfiable(self, error: UnsatisfiableReadError) -> None:
         gen_log.info("Unsatisfiable read, closing connection: %s", error)
+        if self._closed:
+            # A read on a stream closed already, that what it left buffered
+            # cannot satisfy: close() has nothing left to do, so the read
+            # fails here, as Tornado's does (it was left pending forever).
+            future = self._read_future
+            self._clear_read()
+            if future is not None and not future.done():
+                future.set_exception(StreamClosedError(real_error=self.error))
+            return
         self.close(exc_info=error)
 
     # -- provided by BaseIOStream ---------------------------------------------------------

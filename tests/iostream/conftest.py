@@ -120,7 +120,7 @@ async def detached_pair(**kwargs: Any) -> tuple[BaseIOStream, IOStream]:
     # The stream was made by the server: give it the pair's limits.
     if "max_buffer_size" in kwargs:
         stream.max_buffer_size = kwargs["max_buffer_size"]
-        stream.read_chunk_size = min(stream.read_chunk_size, stream.max_buffer_size)
+        stream.read_chunk_size = min(stream.read_chunk_size, max(1, stream.max_buffer_size // 2))
     if "read_chunk_size" in kwargs:
         stream.read_chunk_size = kwargs["read_chunk_size"]
     if "max_write_buffer_size" in kwargs:

@@ -215,6 +215,72 @@ def test_max_bytes_exceeded_closes_the_stream(
     run(main)
 
 
+@pytest.mark.parametrize("method", ["read_until", "read_until_regex"])
+def test_max_bytes_without_a_match_waits_for_one_byte_more(
+    make_pair: PairFactory, method: str
+) -> None:
+    # As Tornado: the read is refused once more than max_bytes are
+    # buffered without a match, not when exactly max_bytes are.
+    async def main() -> None:
+        rs, ws = await make_pair()
+        try:
+            fut = getattr(rs, method)(b"def", max_bytes=5)
+            await ws.write(b"abcde")
+            await until(lambda: rs._buffered() == 5 or fut.done())
+            assert not fut.done() and not rs.closed()
+            ws.write(b"f")
+            with pytest.raises(StreamClosedError) as info:
+                await fut
+            assert isinstance(info.value.real_error, UnsatisfiableReadError)
+        finally:
+            close_all(rs, ws)
+
+    run(main)
+
+
+def test_an_unsatisfiable_read_of_a_closed_stream_fails_at_once(make_pair: PairFactory) -> None:
+    # What a closed stream still holds cannot satisfy the read: it fails
+    # (it was left pending for ever, close() having nothing left to do).
+    async def main() -> None:
+        rs, ws = await make_pair()
+        try:
+            await ws.write(b"abc")
+            assert await rs.read_bytes(1) == b"a"
+            await until(lambda: rs._buffered() == 2)
+            rs.close()
+            fut = rs.read_until(b"\n", max_bytes=1)
+            assert fut.done()
+            with pytest.raises(StreamClosedError):
+                fut.result()
+        finally:
+            close_all(rs, ws)
+
+    run(main)
+
+
+def test_bytes_a_read_into_holds_when_the_stream_closes_stay_readable(
+    make_pair: PairFactory,
+) -> None:
+    # The read_into fails (its caller never learns how many bytes its
+    # buffer holds), so they go back to the stream: a read of the closed
+    # stream gets them, as on Tornado, rather than their being lost.
+    async def main() -> None:
+        rs, ws = await make_pair()
+        try:
+            buf = bytearray(8)
+            fut = rs.read_into(buf)
+            await ws.write(b"abc")
+            await until(lambda: bytes(buf[:3]) == b"abc")
+            ws.close()
+            with pytest.raises(StreamClosedError):
+                await fut
+            assert await rs.read_until_close() == b"abc"
+        finally:
+            close_all(rs, ws)
+
+    run(main)
+
+
 def test_large_read_until_is_linear(make_pair: PairFactory) -> None:
     async def main() -> None:
         rs, ws = await make_pair()

@@ -145,13 +145,14 @@ class BaseIOStream(_Reading):
         self.max_buffer_size: int = (
             byte_count("max_buffer_size", max_buffer_size) or _DEFAULT_MAX_BUFFER_SIZE
         )
-        # A chunk is at most half of what the buffer may hold, as Tornado's:
-        # a partial read_bytes returns what one chunk brought, so the same
-        # stream answers it with as many bytes on both (at least one byte).
-        self.read_chunk_size: int = min(
-            byte_count("read_chunk_size", read_chunk_size) or _DEFAULT_READ_CHUNK_SIZE,
-            max(1, self.max_buffer_size // 2),
-        )
+        chunk = byte_count("read_chunk_size", read_chunk_size) or _DEFAULT_READ_CHUNK_SIZE
+        if max_buffer_size is not None:
+            # A chunk is at most half of what the buffer may hold, as
+            # Tornado's (the default buffer is far above two chunks): a
+            # partial read_bytes returns what one chunk brought, so the
+            # same stream answers it with as many bytes on both.
+            chunk = min(chunk, max(1, self.max_buffer_size // 2))
+        self.read_chunk_size: int = chunk
         self.max_write_buffer_size: Optional[int] = max_write_buffer_size
         self.error: Optional[BaseException] = None
         self._init_reading()
@@ -582,7 +583,8 @@ class BaseIOStream(_Reading):
         futures: list[Future[Any]] = []
         if self._read_future is not None:
             futures.append(self._read_future)
-            self._keep_unfinished_into()
+            if self._read_into_filled:
+                self._keep_unfinished_into()
             self._clear_read()
         waiting = self._write_futures
         if waiting:

@@ -358,7 +358,8 @@ class _Reading:
         if self._maybe_finish(True):
             return
         if self._closed:
-            self._keep_unfinished_into()
+            if self._read_into_filled:
+                self._keep_unfinished_into()
             self._clear_read()
             raise StreamClosedError(real_error=self.error)
         if self._in_setup():
@@ -657,7 +658,7 @@ class _Reading:
         rather than losing them with the failed read."""
         into = self._read_into
         filled = self._read_into_filled
-        if into is not None and filled:
+        if into is not None and filled:  # (a read_into or a direct read_bytes)
             self._rbuf = bytearray(into[:filled]) + self._rbuf[self._rpos :]
             self._rpos = 0
             self._read_into_filled = 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -32,10 +33,12 @@ import sys
 from types import ModuleType
 from typing import Any, Optional
 
+import tornado.httpserver as t_httpserver
 import tornado.iostream as t_iostream
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+import squall.httpserver as s_httpserver
 import squall.iostream as s_iostream
 
 # Loop turns after an action: enough for a read of bytes already sent to
@@ -76,15 +79,64 @@ def _drain(peer: socket.socket) -> bytes:
     return bytes(got)
 
 
-async def converse(iostream: ModuleType, spec: dict[str, Any]) -> dict[str, Any]:
+async def socket_pair(lib: Library, spec: dict[str, Any]) -> tuple[Any, socket.socket]:
+    """An IOStream over one end of a socket pair, and the other end."""
     ours, peer = socket.socketpair()
     peer.setblocking(False)
-    stream = iostream.IOStream(
+    stream = lib.iostream.IOStream(
         ours,
         max_buffer_size=spec["max_buffer_size"],
         read_chunk_size=spec["read_chunk_size"],
         max_write_buffer_size=spec["max_write_buffer_size"],
     )
+    return stream, peer
+
+
+async def detached(lib: Library, spec: dict[str, Any]) -> tuple[Any, socket.socket]:
+    """The stream a request's ``connection.detach()`` gives the handler of
+    the library's HTTPServer (what a WebSocket or another protocol after an
+    upgrade reads and writes: Squall's is not an fd-based IOStream but one
+    over the connection's asyncio transport), and the client's socket."""
+    taken: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def handle(request: Any) -> None:
+        taken.set_result(request.connection.detach())
+
+    # The stream gets the conversation's limits once detached: a server
+    # made with a small max_buffer_size would refuse the request itself.
+    server = lib.httpserver.HTTPServer(handle)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.setblocking(False)
+    server.add_sockets([listener])
+    peer = socket.create_connection(listener.getsockname())
+    peer.sendall(b"GET / HTTP/1.1\r\nHost: peer\r\n\r\n")
+    peer.setblocking(False)
+    # A hang guard (a server that never detaches): not a measure of time.
+    stream = await asyncio.wait_for(taken, 30)
+    server.stop()
+    if spec["max_buffer_size"] is not None:
+        stream.max_buffer_size = spec["max_buffer_size"]
+        stream.read_chunk_size = min(stream.read_chunk_size, max(1, spec["max_buffer_size"] // 2))
+    if spec["read_chunk_size"] is not None:
+        stream.read_chunk_size = spec["read_chunk_size"]
+    stream.max_write_buffer_size = spec["max_write_buffer_size"]
+    return stream, peer
+
+
+async def converse(lib: Library, spec: dict[str, Any], make: Any) -> dict[str, Any]:
+    if make is detached:
+        # A detached stream reads its peer's end only while a read asks
+        # (tests/COMPAT.md: it keeps a half-closed peer's connection open
+        # for the answer, where Tornado's stream closes on the end it read
+        # ahead): conversations with a detached stream close the peer's
+        # end whole.
+        spec = dict(
+            spec,
+            actions=[("peer_close",) if a[0] == "peer_shutdown" else a for a in spec["actions"]],
+        )
+    stream, peer = await make(lib, spec)
     trace: list[Any] = []
     step = [0]
     closes: list[int] = []
@@ -101,7 +153,10 @@ async def converse(iostream: ModuleType, spec: dict[str, Any]) -> dict[str, Any]
                     peer.send(action[1])
             elif kind == "peer_shutdown":
                 if peer_open:
-                    peer.shutdown(socket.SHUT_WR)
+                    # A second one fails once the stream has closed its end
+                    # (not when: see "closes"): the peer's own business.
+                    with contextlib.suppress(OSError):
+                        peer.shutdown(socket.SHUT_WR)
             elif kind == "peer_close":
                 if peer_open:
                     received += _drain(peer)
@@ -171,10 +226,22 @@ def _read(
     return future
 
 
-def run(iostream: ModuleType, spec: dict[str, Any]) -> dict[str, Any]:
+class Library:
+    def __init__(self, iostream: ModuleType, httpserver: ModuleType) -> None:
+        self.iostream = iostream
+        self.httpserver = httpserver
+
+
+TORNADO = Library(t_iostream, t_httpserver)
+SQUALL = Library(s_iostream, s_httpserver)
+# Where the stream comes from (--detached: from an HTTPServer's detach()).
+MAKE: dict[str, Any] = {"stream": socket_pair}
+
+
+def run(lib: Library, spec: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(converse(iostream, spec))
+        return loop.run_until_complete(converse(lib, spec, MAKE["stream"]))
     finally:
         loop.close()
 
@@ -266,7 +333,7 @@ COUNTS: dict[str, int] = {"same": 0, "cut": 0}
 
 @given(conversations())
 def same_conversations(spec: dict[str, Any]) -> None:
-    theirs, ours, cut = _cut(run(t_iostream, spec), run(s_iostream, spec))
+    theirs, ours, cut = _cut(run(TORNADO, spec), run(SQUALL, spec))
     if theirs != ours:
         diff = {key: (theirs[key], ours[key]) for key in theirs if theirs[key] != ours[key]}
         raise AssertionError(f"\n  conversation: {spec!r}\n  differs (tornado, squall): {diff!r}")
@@ -277,7 +344,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--examples", type=int, default=500, help="conversations to run")
     ap.add_argument("--seed", type=int, help="Hypothesis seed (default: random)")
+    ap.add_argument(
+        "--detached", action="store_true", help="the stream an HTTPServer's detach() gives"
+    )
     args = ap.parse_args()
+    if args.detached:
+        MAKE["stream"] = detached
     logging.disable(logging.CRITICAL)
     config = settings(
         max_examples=args.examples,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from squall.httpserver._sockview import socket_view
 from squall.httputil._websocket_link import WebSocketEndpoint
 from squall.ioloop import IOLoop
-from squall.iostream import BaseIOStream
+from squall.iostream import BaseIOStream, StreamClosedError
 
 if TYPE_CHECKING:
     import asyncio
@@ -206,10 +206,23 @@ class _TransportStream(BaseIOStream):
                 self._total_queued += size
                 self._total_written += size
                 transport.write(data)
+                if transport.is_closing():
+                    return self._lost_write()
                 # The loop's resolved future the protocol's own writes
                 # return, not one made per stream.
                 return proto.done_future
         return super().write(data)
+
+    def _lost_write(self) -> Future[None]:
+        # The transport's send failed (the peer had gone: a reset, a broken
+        # pipe) and it closes itself, telling the protocol a loop turn
+        # later. The write fails now, as an fd stream's does, rather than
+        # report bytes sent that were not.
+        future: Future[None] = self._new_future()
+        self.close(exc_info=BrokenPipeError("the connection is closed"))
+        future.set_exception(StreamClosedError(real_error=self.error))
+        future.exception()  # retrieved: a caller that does not await it is not warned
+        return future
 
     def write_to_fd(self, data: memoryview) -> int:
         """Hand ``data`` to the transport; 0 while the transport is over its high-water mark."""
@@ -223,12 +236,17 @@ class _TransportStream(BaseIOStream):
         n = len(data)
         if n <= _WRITE_CHUNK:
             transport.write(bytes(data))
+            if transport.is_closing():
+                # Its send failed (see _lost_write): not written.
+                raise BrokenPipeError("the connection is closed")
             return n
         # A view of a piece, released at once: an error's traceback keeps
         # this frame, and a live view would pin the caller's bytearray.
         with data[:_WRITE_CHUNK] as piece:
             chunk = bytes(piece)
         transport.write(chunk)
+        if transport.is_closing():
+            raise BrokenPipeError("the connection is closed")
         return _WRITE_CHUNK
 
     def set_nodelay(self, value: bool) -> None:

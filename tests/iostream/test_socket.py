@@ -20,6 +20,7 @@ from tests.iostream.conftest import (
     KEYFILE,
     accept,
     client_context,
+    detached_pair,
     listener,
     run,
     server_context,
@@ -620,3 +621,28 @@ def test_a_class_level_patch_of_read_and_write_to_fd_is_called() -> None:
     ):
         assert run(main) == b"hi"
     assert "read" in calls and "write" in calls
+
+
+@pytest.mark.parametrize("kind", ["tcp", "detached"])
+def test_a_write_whose_send_fails_fails(kind: str) -> None:
+    # The peer has closed: the first write reaches its kernel, which
+    # answers with a reset, so the next send fails. That write's future
+    # fails (the detached stream's asyncio transport took the failed send
+    # quietly, and its future said the bytes had gone).
+    async def main() -> None:
+        if kind == "tcp":
+            stream, client = await tcp_pair()
+        else:
+            stream, client = await detached_pair()
+        try:
+            client.close()
+            await stream.write(b"a")
+            second = stream.write(b"b")
+            with pytest.raises(StreamClosedError):
+                await second
+            assert stream.closed()
+        finally:
+            stream.close()
+            client.close()
+
+    run(main)

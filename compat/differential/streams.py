@@ -41,6 +41,8 @@ from hypothesis import strategies as st
 import squall.httpserver as s_httpserver
 import squall.iostream as s_iostream
 
+_CLOSED = (t_iostream.StreamClosedError, s_iostream.StreamClosedError)
+
 # Loop turns after an action: enough for a read of bytes already sent to
 # resolve and its callbacks to run (a few turns on either library).
 SETTLE_TURNS = 40
@@ -171,6 +173,10 @@ async def converse(lib: Library, spec: dict[str, Any], make: Any) -> dict[str, A
                 )
             elif reading is None or reading.done():
                 reading = _read(stream, action, index, trace, step)
+        except _CLOSED:
+            # At the call or through the future, the same to `await`: when
+            # each library learns of its peer's end differs (see "closes").
+            trace.append((index, kind, index, ("err", "StreamClosedError")))
         except Exception as exc:
             trace.append((index, kind, index, ("raised", type(exc).__name__)))
         await _settle()
@@ -328,12 +334,54 @@ def _cut(
     return theirs, ours, False
 
 
-COUNTS: dict[str, int] = {"same": 0, "cut": 0}
+HALF_CLOSED = "a peer's end, read by Tornado's idle stream, not yet by Squall's"
+
+
+def _end_seen_later(spec: dict[str, Any], theirs: dict[str, Any], ours: dict[str, Any]) -> bool:
+    """Whether the runs are the same up to a write after the peer's end that
+    Tornado's stream refused and Squall's sent (the rest of the trace not
+    compared, as after any failure for the close).
+
+    Tornado's stream, with a close callback set, reads while idle and
+    closes on its peer's end; Squall's, idle with bytes still buffered,
+    learns of the end at its next read (tests/COMPAT.md, streams after a
+    close): after a half-close its write goes out, to a peer that may
+    still read it, and what the peer received then has those bytes more."""
+    a, b = theirs["trace"], ours["trace"]
+    k = len(a) - 1
+    if k < 0 or len(b) != len(a) or a[:k] != b[:k] or theirs["closes"] != ours["closes"]:
+        return False
+    if not any(
+        action[0] in ("peer_shutdown", "peer_close") for action in spec["actions"][: a[k][0]]
+    ):
+        return False
+    if a[k] == b[k]:
+        # Both writes failed: Tornado's stream was closed by the end it
+        # read, Squall's by the write's broken pipe, its error.
+        return bool(
+            a[k][1] == "write"
+            and theirs["error"] is None
+            and ours["error"] in ("BrokenPipeError", "ConnectionResetError")
+            and theirs["received"] == ours["received"]
+        )
+    return bool(
+        a[k][1] == b[k][1] == "write"
+        and a[k][3] == ("err", "StreamClosedError")
+        and b[k][3] == ("ok", None)
+        and ours["received"].startswith(theirs["received"])
+        and theirs["error"] == ours["error"]
+    )
+
+
+COUNTS: dict[str, int] = {"same": 0, "cut": 0, HALF_CLOSED: 0}
 
 
 @given(conversations())
 def same_conversations(spec: dict[str, Any]) -> None:
     theirs, ours, cut = _cut(run(TORNADO, spec), run(SQUALL, spec))
+    if theirs != ours and _end_seen_later(spec, theirs, ours):
+        COUNTS[HALF_CLOSED] += 1
+        return
     if theirs != ours:
         diff = {key: (theirs[key], ours[key]) for key in theirs if theirs[key] != ours[key]}
         raise AssertionError(f"\n  conversation: {spec!r}\n  differs (tornado, squall): {diff!r}")
@@ -368,6 +416,7 @@ def main() -> int:
         f"streams: same on {args.examples} examples ({COUNTS['cut']} of them compared "
         "up to the first read that failed for the stream's close)"
     )
+    print(f"  explained as '{HALF_CLOSED}': {COUNTS[HALF_CLOSED]}")
     return 0
 
 

@@ -135,7 +135,7 @@ _CAUGHT = """
 import logging, sys
 sys.path.insert(0, sys.argv[1])
 import concurrency
-from hypothesis import HealthCheck, seed, settings
+from hunt import hunt
 import squall.locks
 
 logging.disable(logging.CRITICAL)
@@ -154,14 +154,8 @@ def newest_first(self, n=1):
     finally:
         self._waiters.reverse()
 squall.locks.Condition.notify = newest_first
-test = settings(max_examples=2000, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))(concurrency.same_programs)
-try:
-    seed(int(sys.argv[2]) if len(sys.argv) > 2 else 1)(test)()
-except AssertionError as exc:
-    print("caught", str(exc).splitlines()[-1])
-else:
-    print("not caught")
+found = hunt(concurrency.same_programs, 2000, 1)
+print("not caught" if found is None else "caught " + found.splitlines()[-1])
 """
 
 
@@ -199,7 +193,7 @@ _EARLY = """
 import logging, sys
 sys.path.insert(0, sys.argv[1])
 import streams
-from hypothesis import HealthCheck, seed, settings
+from hunt import hunt
 from squall.iostream import IOStream
 
 logging.disable(logging.CRITICAL)
@@ -207,14 +201,8 @@ read_until = IOStream.read_until
 def one_byte_early(self, delimiter, max_bytes=None):
     return read_until(self, delimiter, max_bytes - 1 if max_bytes and max_bytes > 1 else max_bytes)
 IOStream.read_until = one_byte_early
-test = settings(max_examples=2000, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))(streams.same_conversations)
-try:
-    seed(1)(test)()
-except AssertionError as exc:
-    print("caught", str(exc).splitlines()[1])
-else:
-    print("not caught")
+found = hunt(streams.same_conversations, 2000, 1)
+print("not caught" if found is None else "caught " + found.splitlines()[1])
 """
 
 

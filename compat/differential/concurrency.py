@@ -53,7 +53,8 @@ import tornado.gen as t_gen
 import tornado.ioloop as t_ioloop
 import tornado.locks as t_locks
 import tornado.queues as t_queues
-from hypothesis import HealthCheck, given, seed, settings
+from hunt import hunt
+from hypothesis import given
 from hypothesis import strategies as st
 
 import squall.gen as s_gen
@@ -738,18 +739,9 @@ def main() -> int:
     # A program left stuck leaves tasks that never finished: asyncio logs
     # each one it destroys. Expected here, and many lines.
     logging.disable(logging.CRITICAL)
-    config = settings(
-        max_examples=args.examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        report_multiple_bugs=False,
-    )
-    test = config(same_programs)
-    try:
-        (seed(args.seed)(test) if args.seed is not None else test)()
-    except AssertionError as exc:
-        print(f"programs: DIFFERENT {exc}")
+    found = hunt(same_programs, args.examples, args.seed)
+    if found is not None:
+        print(f"programs: DIFFERENT {found}")
         return 1
     print(f"programs: same on {args.examples} examples ({KINDS['same']} the same trace)")
     for name, count in KINDS.items():

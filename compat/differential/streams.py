@@ -35,7 +35,8 @@ from typing import Any, Optional
 
 import tornado.httpserver as t_httpserver
 import tornado.iostream as t_iostream
-from hypothesis import HealthCheck, given, seed, settings
+from hunt import hunt
+from hypothesis import given
 from hypothesis import strategies as st
 
 import squall.httpserver as s_httpserver
@@ -399,18 +400,9 @@ def main() -> int:
     if args.detached:
         MAKE["stream"] = detached
     logging.disable(logging.CRITICAL)
-    config = settings(
-        max_examples=args.examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        report_multiple_bugs=False,
-    )
-    test = config(same_conversations)
-    try:
-        (seed(args.seed)(test) if args.seed is not None else test)()
-    except AssertionError as exc:
-        print(f"streams: DIFFERENT {exc}")
+    found = hunt(same_conversations, args.examples, args.seed)
+    if found is not None:
+        print(f"streams: DIFFERENT {found}")
         return 1
     print(
         f"streams: same on {args.examples} examples ({COUNTS['cut']} of them compared "

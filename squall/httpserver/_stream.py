@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from squall.httpserver._sockview import socket_view
 from squall.httputil._websocket_link import WebSocketEndpoint
 from squall.ioloop import IOLoop
-from squall.iostream import BaseIOStream, StreamClosedError
+from squall.iostream import BaseIOStream
 
 if TYPE_CHECKING:
     import asyncio
@@ -216,12 +216,12 @@ class _TransportStream(BaseIOStream):
     def _lost_write(self) -> Future[None]:
         # The transport's send failed (the peer had gone: a reset, a broken
         # pipe) and it closes itself, telling the protocol a loop turn
-        # later. The write fails now, as an fd stream's does, rather than
+        # later. The write fails now, as an fd stream's does (its future
+        # waiting, then the write error closing the stream), rather than
         # report bytes sent that were not.
         future: Future[None] = self._new_future()
-        self.close(exc_info=BrokenPipeError("the connection is closed"))
-        future.set_exception(StreamClosedError(real_error=self.error))
-        future.exception()  # retrieved: a caller that does not await it is not warned
+        self._wait_for_write(future)
+        self._write_failed(BrokenPipeError("the connection is closed"))
         return future
 
     def write_to_fd(self, data: memoryview) -> int:
@@ -236,18 +236,16 @@ class _TransportStream(BaseIOStream):
         n = len(data)
         if n <= _WRITE_CHUNK:
             transport.write(bytes(data))
-            if transport.is_closing():
-                # Its send failed (see _lost_write): not written.
-                raise BrokenPipeError("the connection is closed")
-            return n
-        # A view of a piece, released at once: an error's traceback keeps
-        # this frame, and a live view would pin the caller's bytearray.
-        with data[:_WRITE_CHUNK] as piece:
-            chunk = bytes(piece)
-        transport.write(chunk)
+        else:
+            # A view of a piece, released at once: an error's traceback keeps
+            # this frame, and a live view would pin the caller's bytearray.
+            with data[:_WRITE_CHUNK] as piece:
+                transport.write(bytes(piece))
+            n = _WRITE_CHUNK
         if transport.is_closing():
+            # Its send failed (see _lost_write): not written.
             raise BrokenPipeError("the connection is closed")
-        return _WRITE_CHUNK
+        return n
 
     def set_nodelay(self, value: bool) -> None:
         """Set TCP_NODELAY on the socket, if it is a TCP socket."""

@@ -651,14 +651,15 @@ class _Reading:
             self._finish_read(self._buffered())
 
     def _keep_unfinished_into(self) -> None:
-        """Put the bytes a read into a buffer had taken back into the
-        stream's buffer: the stream closed before the read was done, so
-        its future fails and the caller never learns how many it holds.
-        A later read of the closed stream then finds them, as on Tornado,
-        rather than losing them with the failed read."""
+        """Put the bytes a read into a buffer had taken (``_read_into_filled``,
+        not 0: the callers look first) back into the stream's buffer: the
+        stream closed before the read was done, so its future fails and the
+        caller never learns how many it holds. A later read of the closed
+        stream then finds them, as on Tornado, rather than losing them with
+        the failed read."""
         into = self._read_into
-        filled = self._read_into_filled
-        if into is not None and filled:  # (a read_into or a direct read_bytes)
+        if into is not None:  # (a read_into or a direct read_bytes)
+            filled = self._read_into_filled
             self._rbuf = bytearray(into[:filled]) + self._rbuf[self._rpos :]
             self._rpos = 0
             self._read_into_filled = 0
@@ -708,10 +709,7 @@ class _Reading:
             # A read on a stream closed already, that what it left buffered
             # cannot satisfy: close() has nothing left to do, so the read
             # fails here, as Tornado's does (it was left pending forever).
-            future = self._read_future
-            self._clear_read()
-            if future is not None and not future.done():
-                future.set_exception(StreamClosedError(real_error=self.error))
+            self._fail_pending()
             return
         self.close(exc_info=error)
 
@@ -724,6 +722,9 @@ class _Reading:
         raise NotImplementedError()
 
     def _new_future(self) -> Future[Any]:
+        raise NotImplementedError()
+
+    def _fail_pending(self) -> None:
         raise NotImplementedError()
 
     def _in_setup(self) -> bool:

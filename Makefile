@@ -785,7 +785,8 @@ $(DIFF_VENV)/.installed: pyproject.toml
 # It also compares Tornado's helper functions with Squall's (functions.py,
 # DIFF_EXAMPLES Hypothesis examples per property), programs over their
 # queues, locks and coroutines (concurrency.py) and conversations of their
-# IOStreams (streams.py), DIFF_REQUESTS each, and one application served
+# IOStreams (streams.py: a socket pair's, an HTTPServer's detached one, each
+# also over TLS), DIFF_REQUESTS each, and one application served
 # by each (app_run.py: DIFF_REQUESTS conversations, plain and with gzip), and
 # the simple HTTP client of each against scripted answers (client_run.py).
 DIFF_EXAMPLES ?= 1000
@@ -796,6 +797,9 @@ differential: $(DIFF_VENV)/.installed
 	$(DIFF_VENV)/bin/python compat/differential/functions.py --examples $(DIFF_EXAMPLES)
 	$(DIFF_VENV)/bin/python compat/differential/concurrency.py --examples $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/streams.py --examples $(DIFF_REQUESTS)
+	$(DIFF_VENV)/bin/python compat/differential/streams.py --examples $(DIFF_REQUESTS) --detached
+	$(DIFF_VENV)/bin/python compat/differential/streams.py --examples $(DIFF_REQUESTS) --tls
+	$(DIFF_VENV)/bin/python compat/differential/streams.py --examples $(DIFF_REQUESTS) --tls --detached
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --gzip
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --compat

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,35 @@ print("not caught" if found is None else "caught " + found.splitlines()[1])
 def test_a_max_bytes_one_byte_short_is_caught() -> None:
     out = _snippet(_EARLY)
     assert out.startswith("caught   conversation:"), out[-2000:]
+
+
+def test_detached_tls_streams_read_and_write_as_tornados() -> None:
+    out = _run("streams.py", "--examples", "200", "--seed", "1", "--tls", "--detached")
+    assert out.startswith("streams: same on 200 examples"), out
+    # The peer reads how each session ends: Squall's detached stream sends
+    # close_notify where Tornado's drops the connection.
+    ended = re.search(r"closes with close_notify \(Tornado's, without\)': (\d+)", out)
+    assert ended is not None and int(ended.group(1)) > 0, out
+
+
+_TRUNCATED = """
+import logging, sys
+sys.path.insert(0, sys.argv[1])
+import streams
+from hunt import hunt
+from squall.httpserver._stream import _TransportStream
+
+logging.disable(logging.CRITICAL)
+streams.TLS["on"] = True
+streams.MAKE["stream"] = streams.detached
+def drop_the_session(self):
+    self.transport.abort()
+_TransportStream.close_fd = drop_the_session
+found = hunt(streams.same_conversations, 500, 1)
+print("not caught" if found is None else "caught " + found.splitlines()[-1])
+"""
+
+
+def test_a_tls_session_dropped_at_close_is_caught() -> None:
+    out = _snippet(_TRUNCATED)
+    assert out.startswith("caught   differs (tornado, squall): {'tls_end'"), out[-2000:]

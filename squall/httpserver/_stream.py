@@ -177,7 +177,16 @@ class _TransportStream(BaseIOStream):
 
     def close_fd(self) -> None:
         """Close the transport (after the data already written goes out)."""
-        self._transport.close()
+        transport = self._transport
+        if transport.get_extra_info("ssl_object") is not None:
+            # Over TLS, records the peer sent that nobody read make the
+            # session's close fail (OpenSSL will not send close_notify with
+            # application data unread), and the connection would end
+            # without close_notify: a truncation, to the peer. Reading on
+            # (if we had paused it) lets the TLS layer take them first;
+            # they are dropped, the stream being closed.
+            self._proto.set_stream_reading(True)
+        transport.close()
 
     def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
         """Move bytes the protocol received into ``buf``."""

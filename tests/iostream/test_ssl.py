@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import socket
 import ssl
+import struct
+import termios
 
 import pytest
 
@@ -239,3 +242,103 @@ def test_waiting_for_a_handshake_the_close_cut_short_fails() -> None:
             client.close()
 
     run(main)
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in the socket's receive queue."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
+
+
+class _TLSClient:
+    """A TLS client driven by hand (an SSLObject over a socket), so that the
+    test sees how the server ended the session: close_notify or not."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = client_context().wrap_bio(self.incoming, self.outgoing)
+
+    async def _flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+    async def handshake(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                self.tls.do_handshake()
+            except ssl.SSLWantReadError:
+                await self._flush()
+                self.incoming.write(await loop.sock_recv(self.sock, 65536))
+                continue
+            await self._flush()
+            return
+
+    async def send(self, data: bytes) -> None:
+        self.tls.write(data)
+        await self._flush()
+
+    async def end_of_session(self) -> str:
+        """Reads to the end: "close_notify", or "truncated" (the TCP end alone)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if not self.tls.read(65536):
+                    return "close_notify"  # (an SSLObject reads it as b"")
+            except ssl.SSLWantReadError:
+                data = await loop.sock_recv(self.sock, 65536)
+                if data:
+                    self.incoming.write(data)
+                else:
+                    self.incoming.write_eof()
+            except ssl.SSLEOFError:
+                return "truncated"
+
+
+def test_a_detached_tls_stream_closed_with_bytes_unread_sends_close_notify() -> None:
+    # The peer's bytes that nobody read (the stream had paused reading, so
+    # they wait in the TLS layer) made OpenSSL refuse the close_notify, and
+    # the session ended with a bare TCP end: a truncation, to the peer.
+    from squall.httpserver import HTTPServer
+    from squall.httputil import HTTPServerRequest
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        taken: asyncio.Future[IOStream] = loop.create_future()
+
+        def handle(request: HTTPServerRequest) -> None:
+            assert request.connection is not None
+            taken.set_result(request.connection.detach())
+
+        server = HTTPServer(handle, ssl_options=server_context())
+        lsock = listener()
+        server.add_sockets([lsock])
+        sock = socket.socket()
+        sock.setblocking(False)
+        await loop.sock_connect(sock, lsock.getsockname())
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = _TLSClient(sock)
+        try:
+            await client.handshake()
+            await client.send(b"GET / HTTP/1.1\r\nHost: pair\r\n\r\n")
+            stream = await taken
+            server.stop()
+            await client.send(b"first")
+            assert await stream.read_bytes(2, partial=True) == b"fi"
+            # The rest of "first" is buffered: the stream stops reading;
+            # "second" comes after, and the TLS layer holds it unread.
+            await client.send(b"second")
+            fd = stream.socket.fileno()
+            for _ in range(10_000):
+                # Until the server's transport has taken it off the socket.
+                await asyncio.sleep(0)
+                if not _unread(fd):
+                    break
+            stream.close()
+            return await client.end_of_session()
+        finally:
+            sock.close()
+
+    assert run(main) == "close_notify"

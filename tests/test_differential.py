@@ -226,14 +226,14 @@ import logging, sys
 sys.path.insert(0, sys.argv[1])
 import streams
 from hunt import hunt
-from squall.httpserver._stream import _TransportStream
+from squall.httpserver._stream import _TLSTransportStream
 
 logging.disable(logging.CRITICAL)
 streams.TLS["on"] = True
 streams.MAKE["stream"] = streams.detached
 def drop_the_session(self):
     self.transport.abort()
-_TransportStream.close_fd = drop_the_session
+_TLSTransportStream.close_fd = drop_the_session
 found = hunt(streams.same_conversations, 500, 1)
 print("not caught" if found is None else "caught " + found.splitlines()[-1])
 """

@@ -45,6 +45,7 @@ class _HTTPRequestContext(RequestContextBase):
         "address",
         "address_family",
         "trusted_downstream",
+        "tls",
         "_orig_remote_ip",
         "_orig_protocol",
     )
@@ -59,6 +60,7 @@ class _HTTPRequestContext(RequestContextBase):
     ) -> None:
         self.address = address
         self.address_family = family
+        self.tls = tls
         self.derived = None
         if family in _IP_FAMILIES and address is not None:
             self.remote_ip: str = address[0]

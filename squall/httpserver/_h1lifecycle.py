@@ -30,7 +30,7 @@ from squall.httpserver._h1exchange import (
     _loop_shared,
 )
 from squall.httpserver._h1output import _H1Output
-from squall.httpserver._stream import _TransportStream
+from squall.httpserver._stream import _TLSTransportStream, _TransportStream
 from squall.httputil import HTTPConnection, HTTPMessageDelegate
 from squall.httputil._drivers import _new_h1
 from squall.iostream import StreamClosedError
@@ -247,7 +247,11 @@ class _H1Lifecycle(_H1Output):
         stream = self._stream
         if stream is None:
             assert self.transport is not None
-            stream = self._stream = _TransportStream(
+            # (Over TLS, a stream that also ends the TLS session well.)
+            context = self.context
+            tls = context is not None and context.tls
+            stream_class = _TLSTransportStream if tls else _TransportStream
+            stream = self._stream = stream_class(
                 self,
                 self.transport,
                 self._server.max_buffer_size,

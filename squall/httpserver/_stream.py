@@ -177,16 +177,7 @@ class _TransportStream(BaseIOStream):
 
     def close_fd(self) -> None:
         """Close the transport (after the data already written goes out)."""
-        transport = self._transport
-        if transport.get_extra_info("ssl_object") is not None:
-            # Over TLS, records the peer sent that nobody read make the
-            # session's close fail (OpenSSL will not send close_notify with
-            # application data unread), and the connection would end
-            # without close_notify: a truncation, to the peer. Reading on
-            # (if we had paused it) lets the TLS layer take them first;
-            # they are dropped, the stream being closed.
-            self._proto.set_stream_reading(True)
-        transport.close()
+        self._transport.close()
 
     def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
         """Move bytes the protocol received into ``buf``."""
@@ -454,3 +445,19 @@ class _TransportStream(BaseIOStream):
             self._inbox = bytearray()
         self._eof = True
         self.close(exc_info=exc if exc is not None else False)
+
+
+class _TLSTransportStream(_TransportStream):
+    """The stream of a connection over TLS (asyncio's TLS transport)."""
+
+    __slots__ = ()
+
+    def close_fd(self) -> None:
+        # Records the peer sent that nobody read make the session's close
+        # fail (OpenSSL will not send close_notify with application data
+        # unread), and the connection would end without close_notify: a
+        # truncation, to the peer. Reading on (if we had paused it) lets
+        # the TLS layer take them first; they are dropped, the stream
+        # being closed.
+        self._proto.set_stream_reading(True)
+        self._transport.close()

@@ -136,12 +136,15 @@ class WSGIContainer:
         if request.remote_ip:
             environ["REMOTE_ADDR"] = request.remote_ip
         for name, value in request.headers.get_all():
-            if name.lower() == "content-type":
-                environ["CONTENT_TYPE"] = value
+            lowered = name.lower()
+            if lowered == "content-length":
                 continue
-            if name.lower() == "content-length":
-                continue
-            key = "HTTP_" + name.replace("-", "_").upper()
+            if lowered == "content-type":
+                # Repeated, joined as any other field (as Tornado gives it):
+                # an application sees that there were two.
+                key = "CONTENT_TYPE"
+            else:
+                key = "HTTP_" + name.replace("-", "_").upper()
             if key in environ:
                 # RFC 9110 section 5.3: repeated fields combine into a list
                 # (joined with a bare comma, as Tornado and gunicorn give

@@ -61,6 +61,8 @@ def _run(script: str, *args: str) -> str:
 
 
 def _module(name: str) -> ModuleType:
+    if str(DIFF) not in sys.path:
+        sys.path.append(str(DIFF))  # (its runners import hunt.py, beside them)
     spec = importlib.util.spec_from_file_location(f"differential_{name}", DIFF / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -210,6 +212,41 @@ print("not caught" if found is None else "caught " + found.splitlines()[1])
 def test_a_max_bytes_one_byte_short_is_caught() -> None:
     out = _snippet(_EARLY)
     assert out.startswith("caught   conversation:"), out[-2000:]
+
+
+def test_a_wsgi_application_runs_as_in_tornados_container() -> None:
+    out = _run("wsgi_run.py", "--requests", "150", "--seed", "1")
+    assert out.startswith("wsgi_run: seed 1, ") and ", 0 unexplained" in out, out
+
+
+_LAST_CONTENT_TYPE = """
+import squall.wsgi as w
+environ = w.WSGIContainer.environ
+def last_content_type(self, request):
+    env = environ(self, request)
+    types = request.headers.get_list("Content-Type")
+    if types:
+        env["CONTENT_TYPE"] = types[-1]
+    return env
+w.WSGIContainer.environ = last_content_type
+"""
+
+
+def test_a_container_giving_the_last_content_type_is_caught(tmp_path: Path) -> None:
+    # What Squall's container did: of two Content-Type fields, the last alone.
+    (tmp_path / "sitecustomize.py").write_text(_LAST_CONTENT_TYPE)
+    env = _tornado_env()
+    env["PYTHONPATH"] = os.pathsep.join((str(tmp_path), env["PYTHONPATH"]))
+    done = subprocess.run(
+        [sys.executable, str(DIFF / "wsgi_run.py"), "--requests", "200", "--seed", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert '"CONTENT_TYPE": ",text/plain"' in done.stdout, done.stdout[-2000:]
 
 
 def test_detached_tls_streams_read_and_write_as_tornados() -> None:

@@ -263,6 +263,16 @@ class WSGITest(AsyncHTTPTestCase):
         on_loop = env["thread"] == threading.get_ident()
         assert on_loop is (self.executor is None)
 
+    def test_a_repeated_content_type_is_joined(self) -> None:
+        from squall.httputil import HTTPHeaders
+
+        headers = HTTPHeaders()
+        headers.add("Content-Type", "text/plain")
+        headers.add("Content-Type", "application/json")
+        response = self.fetch("/env/x", method="POST", body=b"{}", headers=headers)
+        # Both, as Tornado's container gives them (not the last alone).
+        assert json_decode(response.body)["CONTENT_TYPE"] == "text/plain,application/json"
+
     def test_environ_without_body_and_default_port(self) -> None:
         response = self.fetch("/env/x", headers={"Host": "example.com"})
         env = json_decode(response.body)

@@ -34,7 +34,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from hypothesis import HealthCheck, given, seed, settings
+from hunt import generated, launch
+from hypothesis import given
 from hypothesis import strategies as st
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -595,13 +596,7 @@ def start(framework: str, static: str, gzip_on: bool) -> tuple[subprocess.Popen[
     args = [sys.executable, *runner, os.path.join(HERE, "app.py"), imports, static] + (
         ["gzip"] if gzip_on else []
     )
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.strip().isdigit():
-        proc.kill()
-        raise SystemExit(f"{framework}: app.py did not start (said {line!r})")
-    return proc, int(line)
+    return launch(args, f"{framework}: app.py")
 
 
 def make_static(root: str) -> None:
@@ -638,14 +633,7 @@ def main() -> int:
         servers = [start(name, static, opts.gzip) for name in ("tornado", squall_side)]
         try:
 
-            @seed(chosen_seed)
-            @settings(
-                max_examples=opts.requests,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-                phases=["generate"],
-            )
+            @generated(opts.requests, chosen_seed)
             @given(conversations())
             def compare(conversation: Any) -> None:
                 if isinstance(conversation, tuple):
@@ -686,6 +674,11 @@ def main() -> int:
                 proc.wait()
     print(f"app_run: seed {chosen_seed}, {sent[0]} requests{' (gzip)' if opts.gzip else ''}, "
           f"{sum(kept.values())} departures kept on purpose, {len(unexplained)} unexplained")  # fmt: skip
+    return report(kept, unexplained)
+
+
+def report(kept: Counter[str], unexplained: list[tuple[bytes, Any, Any]]) -> int:
+    """Prints the departures counted and the first differences left; the exit status."""
     for reason, count in kept.most_common():
         print(f"  {count:5d}  {reason}")
     for request, t, s in unexplained[:10]:

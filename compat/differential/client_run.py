@@ -27,7 +27,8 @@ import sys
 from collections import Counter
 from typing import Any
 
-from hypothesis import HealthCheck, given, seed, settings
+from hunt import generated
+from hypothesis import given
 from hypothesis import strategies as st
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -263,14 +264,7 @@ def main() -> int:
     chosen_seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "big")
     batch: list[dict[str, Any]] = []
 
-    @seed(chosen_seed)
-    @settings(
-        max_examples=opts.cases,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        phases=["generate"],
-    )
+    @generated(opts.cases, chosen_seed)
     @given(st.one_of(cases(), cases(), cases(), ws_cases()))
     def collect(case: dict[str, Any]) -> None:
         batch.append(case)

@@ -786,7 +786,7 @@ $(DIFF_VENV)/.installed: pyproject.toml
 # DIFF_EXAMPLES Hypothesis examples per property), programs over their
 # queues, locks and coroutines (concurrency.py) and conversations of their
 # IOStreams (streams.py: a socket pair's, an HTTPServer's detached one, each
-# also over TLS), DIFF_REQUESTS each, and one application served
+# also over TLS, and a pipe's), DIFF_REQUESTS each, and one application served
 # by each (app_run.py: DIFF_REQUESTS conversations, plain and with gzip),
 # the simple HTTP client of each against scripted answers (client_run.py),
 # and one WSGI application in each WSGIContainer (wsgi_run.py, with and
@@ -802,6 +802,7 @@ differential: $(DIFF_VENV)/.installed
 	$(DIFF_VENV)/bin/python compat/differential/streams.py --examples $(DIFF_REQUESTS) --detached
 	$(DIFF_VENV)/bin/python compat/differential/streams.py --examples $(DIFF_REQUESTS) --tls
 	$(DIFF_VENV)/bin/python compat/differential/streams.py --examples $(DIFF_REQUESTS) --tls --detached
+	$(DIFF_VENV)/bin/python compat/differential/streams.py --examples $(DIFF_REQUESTS) --pipe
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --gzip
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --compat

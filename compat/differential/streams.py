@@ -23,7 +23,7 @@ conversation Hypothesis finds, and the run exits 1.
 ``--detached``: the stream an HTTPServer's ``detach()`` gives. ``--tls``:
 over TLS (an SSLIOStream, or with ``--detached`` an HTTPS server's
 stream), the peer a `TLSPeer`; how the peer saw the session end is
-compared too.
+compared too. ``--pipe``: a PipeIOStream over a pipe's reading end.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ async def _settle() -> None:
 
 def _drain(peer: Any) -> bytes:
     """What the peer can read now, without waiting."""
-    if isinstance(peer, TLSPeer):
+    if isinstance(peer, (TLSPeer, PipePeer)):
         return peer.drain()
     got = bytearray()
     while True:
@@ -282,6 +282,42 @@ async def tls_pair(lib: Library, spec: dict[str, Any]) -> tuple[Any, TLSPeer]:
     return stream, peer
 
 
+class PipePeer:
+    """The writing end of a pipe whose reading end is the stream's: it
+    sends, and its shutdown and close are the same end of input; it
+    receives nothing (the stream's writes go to a pipe's reading end)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def shutdown(self, how: int) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def drain(self) -> bytes:
+        return b""
+
+
+async def pipe_pair(lib: Library, spec: dict[str, Any]) -> tuple[Any, PipePeer]:
+    """A PipeIOStream over a pipe's reading end, and the writing end."""
+    ours, theirs = os.pipe()
+    stream = lib.iostream.PipeIOStream(
+        ours,
+        max_buffer_size=spec["max_buffer_size"],
+        read_chunk_size=spec["read_chunk_size"],
+        max_write_buffer_size=spec["max_write_buffer_size"],
+    )
+    return stream, PipePeer(theirs)
+
+
 async def converse(lib: Library, spec: dict[str, Any], make: Any) -> dict[str, Any]:
     if make is detached:
         # A detached stream reads its peer's end only while a read asks
@@ -293,6 +329,12 @@ async def converse(lib: Library, spec: dict[str, Any], make: Any) -> dict[str, A
             spec,
             actions=[("peer_close",) if a[0] == "peer_shutdown" else a for a in spec["actions"]],
         )
+    if make is pipe_pair:
+        # The stream's end of a pipe only reads (a write to it fails the
+        # stream at once, the same on both: compared in a few, not in every
+        # other conversation).
+        actions = spec["actions"]
+        spec = dict(spec, actions=[a for a in actions if a[0] != "write" or a is actions[0]])
     stream, peer = await make(lib, spec)
     trace: list[Any] = []
     step = [0]
@@ -607,9 +649,12 @@ def main() -> int:
         "--detached", action="store_true", help="the stream an HTTPServer's detach() gives"
     )
     ap.add_argument("--tls", action="store_true", help="over TLS, the peer a client driven by hand")
+    ap.add_argument("--pipe", action="store_true", help="a PipeIOStream over a pipe's reading end")
     args = ap.parse_args()
     TLS["on"] = args.tls
-    if args.detached:
+    if args.pipe:
+        MAKE["stream"] = pipe_pair
+    elif args.detached:
         MAKE["stream"] = detached
     elif args.tls:
         MAKE["stream"] = tls_pair

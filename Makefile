@@ -787,7 +787,8 @@ $(DIFF_VENV)/.installed: pyproject.toml
 # queues, locks and coroutines (concurrency.py) and conversations of their
 # IOStreams (streams.py: a socket pair's, an HTTPServer's detached one, each
 # also over TLS, and a pipe's), DIFF_REQUESTS each, and one application served
-# by each (app_run.py: DIFF_REQUESTS conversations, plain and with gzip),
+# by each (app_run.py: DIFF_REQUESTS conversations, plain, with gzip, and
+# over TLS),
 # the simple HTTP client of each against scripted answers (client_run.py),
 # and one WSGI application in each WSGIContainer (wsgi_run.py, with and
 # without an executor).
@@ -806,6 +807,7 @@ differential: $(DIFF_VENV)/.installed
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --gzip
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --compat
+	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --tls
 	$(DIFF_VENV)/bin/python compat/differential/client_run.py --cases $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/wsgi_run.py --requests $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/wsgi_run.py --requests $(DIFF_REQUESTS) --executor

@@ -15,6 +15,8 @@ import asyncio
 import datetime
 import importlib
 import json
+import os
+import ssl
 import sys
 import traceback
 from typing import Any
@@ -525,8 +527,16 @@ async def main() -> None:
         with open(f"{sys.argv[2]}/{code}.csv", "w", encoding="utf-8") as f:
             f.write(text)
     locale.load_translations(sys.argv[2])
-    app = make_app(sys.argv[2], len(sys.argv) > 3 and sys.argv[3] == "gzip")
-    server = app.listen(0, "127.0.0.1", xheaders=True)
+    app = make_app(sys.argv[2], "gzip" in sys.argv[3:])
+    tls = None
+    if "tls" in sys.argv[3:]:
+        # The test certificate Squall ships (CN=localhost), on both servers.
+        certs = os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "..", "squall", "_certs"
+        )
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(os.path.join(certs, "test.crt"), os.path.join(certs, "test.key"))
+    server = app.listen(0, "127.0.0.1", xheaders=True, ssl_options=tls)
     port = next(iter(server._sockets.values())).getsockname()[1]
     print(port, flush=True)
     await asyncio.Event().wait()

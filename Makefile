@@ -789,7 +789,8 @@ $(DIFF_VENV)/.installed: pyproject.toml
 # also over TLS, and a pipe's), DIFF_REQUESTS each, and one application served
 # by each (app_run.py: DIFF_REQUESTS conversations, plain, with gzip, and
 # over TLS),
-# the simple HTTP client of each against scripted answers (client_run.py),
+# the simple HTTP client of each against scripted answers (client_run.py,
+# plain and over TLS),
 # and one WSGI application in each WSGIContainer (wsgi_run.py, with and
 # without an executor).
 DIFF_EXAMPLES ?= 1000
@@ -809,6 +810,7 @@ differential: $(DIFF_VENV)/.installed
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --compat
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --tls
 	$(DIFF_VENV)/bin/python compat/differential/client_run.py --cases $(DIFF_REQUESTS)
+	$(DIFF_VENV)/bin/python compat/differential/client_run.py --cases $(DIFF_REQUESTS) --tls
 	$(DIFF_VENV)/bin/python compat/differential/wsgi_run.py --requests $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/wsgi_run.py --requests $(DIFF_REQUESTS) --executor
 

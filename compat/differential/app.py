@@ -15,11 +15,11 @@ import asyncio
 import datetime
 import importlib
 import json
-import os
-import ssl
 import sys
 import traceback
 from typing import Any
+
+from tls import server_context
 
 FRAMEWORK = sys.argv[1]
 web: Any = importlib.import_module(f"{FRAMEWORK}.web")
@@ -528,14 +528,7 @@ async def main() -> None:
             f.write(text)
     locale.load_translations(sys.argv[2])
     app = make_app(sys.argv[2], "gzip" in sys.argv[3:])
-    tls = None
-    if "tls" in sys.argv[3:]:
-        # The test certificate Squall ships (CN=localhost), on both servers.
-        certs = os.path.join(
-            os.path.dirname(os.path.abspath(__file__)), "..", "..", "squall", "_certs"
-        )
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(os.path.join(certs, "test.crt"), os.path.join(certs, "test.key"))
+    tls = server_context() if "tls" in sys.argv[3:] else None
     server = app.listen(0, "127.0.0.1", xheaders=True, ssl_options=tls)
     port = next(iter(server._sockets.values())).getsockname()[1]
     print(port, flush=True)

@@ -38,6 +38,7 @@ from urllib.parse import quote
 from hunt import generated, launch
 from hypothesis import given
 from hypothesis import strategies as st
+from tls import client_context
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 30.0  # a connection that says nothing for this long is a hang, reported
@@ -643,10 +644,7 @@ def main() -> int:
     unexplained: list[tuple[bytes, Any, Any]] = []
     sent = [0]
     if opts.tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        CLIENT_TLS.append(context)
+        CLIENT_TLS.append(client_context())
     with tempfile.TemporaryDirectory() as static:
         make_static(static)
         squall_side = "squall-compat" if opts.compat else "squall"

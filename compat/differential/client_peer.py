@@ -23,6 +23,8 @@ import logging
 import sys
 from typing import Any
 
+import tls
+
 FRAMEWORK = sys.argv[1]
 httpclient: Any = importlib.import_module(f"{FRAMEWORK}.httpclient")
 CLOSE = b"<close>"
@@ -37,7 +39,8 @@ class ScriptedServer:
         self.port = 0
 
     async def start(self) -> None:
-        server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        context = tls.server_context() if tls.ON else None
+        server = await asyncio.start_server(self.serve, "127.0.0.1", 0, ssl=context)
         self.port = server.sockets[0].getsockname()[1]
 
     async def read_request(self, reader: asyncio.StreamReader) -> bytes | None:
@@ -70,7 +73,11 @@ class ScriptedServer:
                 if request is None or not self.script:
                     break
                 self.received.append(request.decode("latin-1").replace(str(self.port), "PORT"))
-                answer = self.script.pop(0).replace(b"{port}", str(self.port).encode())
+                answer = self.script.pop(0)
+                if tls.ON:
+                    # (Redirects to this server: to it over TLS.)
+                    answer = answer.replace(b"http://127.0.0.1:{port}", b"https://127.0.0.1:{port}")
+                answer = answer.replace(b"{port}", str(self.port).encode())
                 close = answer.endswith(CLOSE)
                 writer.write(answer.removesuffix(CLOSE))
                 await writer.drain()
@@ -89,7 +96,9 @@ async def fetch(server: ScriptedServer, case: dict[str, Any]) -> dict[str, Any]:
     options = dict(case["request"])
     if "body" in options and options["body"] is not None:
         options["body"] = options["body"].encode("latin-1")
-    url = f"http://127.0.0.1:{server.port}{case['path']}"
+    url = f"{'https' if tls.ON else 'http'}://127.0.0.1:{server.port}{case['path']}"
+    if tls.ON:
+        options["validate_cert"] = False
     lines: list[str] = []
     chunks: list[bytes] = []
     if options.pop("callbacks", False):

@@ -45,6 +45,7 @@ import tornado.iostream as t_iostream
 from hunt import hunt
 from hypothesis import given
 from hypothesis import strategies as st
+from tls import client_context, server_context
 
 import squall.httpserver as s_httpserver
 import squall.iostream as s_iostream
@@ -147,11 +148,8 @@ async def detached(lib: Library, spec: dict[str, Any]) -> tuple[Any, Any]:
     return stream, peer
 
 
-# The stream's side of a TLS conversation: the test certificate
-# (CN=localhost), on both libraries.
-_CERTS = os.path.join(os.path.dirname(os.path.abspath(s_iostream.__file__)), "..", "_certs")
-SERVER_CONTEXT = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-SERVER_CONTEXT.load_cert_chain(os.path.join(_CERTS, "test.crt"), os.path.join(_CERTS, "test.key"))
+# The stream's side of a TLS conversation, on both libraries.
+SERVER_CONTEXT = server_context()
 
 
 class TLSPeer:
@@ -166,13 +164,12 @@ class TLSPeer:
     that crashes or loses its network looks)."""
 
     def __init__(self, sock: socket.socket) -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
         self.sock = sock
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
-        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        self.tls = client_context().wrap_bio(
+            self.incoming, self.outgoing, server_hostname="localhost"
+        )
         #: How the stream's side ended the TLS session, as the peer read
         #: it: None (not yet), "close_notify", "truncated" (the TCP end
         #: without close_notify) or "reset".

@@ -30,6 +30,8 @@ import re
 import sys
 from typing import Any
 
+import tls
+
 FRAMEWORK = sys.argv[1]
 websocket: Any = importlib.import_module(f"{FRAMEWORK}.websocket")
 httpclient: Any = importlib.import_module(f"{FRAMEWORK}.httpclient")
@@ -55,27 +57,33 @@ class Server:
         self.port = 0
 
     async def start(self) -> None:
-        server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        context = tls.server_context() if tls.ON else None
+        server = await asyncio.start_server(self.serve, "127.0.0.1", 0, ssl=context)
         self.port = server.sockets[0].getsockname()[1]
 
-    async def read_recorded(self, reader: asyncio.StreamReader) -> int:
-        opcode, payload = await _read_frame(reader)
-        self.record["frames"].append([opcode, base64.b64encode(payload).decode()])
-        return opcode
-
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # This connection's case and record: a connection of an earlier case
+        # (a client that read on after a protocol error, or wrote after its
+        # case ended) must not add its frames to the current case's record.
+        case, record = self.case, self.record
+
+        async def read_recorded(reader: asyncio.StreamReader) -> int:
+            opcode, payload = await _read_frame(reader)
+            record["frames"].append([opcode, base64.b64encode(payload).decode()])
+            return opcode
+
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             key = re.search(rb"(?i)\r\nsec-websocket-key: *([^\r]*)", head)
             accept = base64.b64encode(hashlib.sha1((key.group(1) if key else b"") + GUID).digest())
             text = head.decode("latin-1").replace(str(self.port), "PORT")
             text = re.sub(r"(?i)(sec-websocket-key:)[^\r]*", r"\1 <key>", text)
-            self.record["handshake"] = sorted(text.split("\r\n"), key=str.lower)
-            answer = base64.b64decode(self.case["handshake"]).replace(b"{accept}", accept)
-            frames = [base64.b64decode(frame) for frame in self.case["frames"]]
+            record["handshake"] = sorted(text.split("\r\n"), key=str.lower)
+            answer = base64.b64decode(case["handshake"]).replace(b"{accept}", accept)
+            frames = [base64.b64decode(frame) for frame in case["frames"]]
             # The closing frame waits for the client's messages: whether a
             # write_message came before the close would be timing.
-            final = None if self.case["abrupt"] else frames.pop()
+            final = None if case["abrupt"] else frames.pop()
             writer.write(answer + b"".join(frames))
             await writer.drain()
             if not answer.startswith(b"HTTP/1.1 101"):
@@ -87,17 +95,17 @@ class Server:
                 # yet, or not, by timing).
                 writer.write_eof()
                 while True:
-                    await self.read_recorded(reader)
-            wanted = len(self.case["send"])
+                    await read_recorded(reader)
+            wanted = len(case["send"])
             closed = False
             while wanted and not closed:
-                opcode = await self.read_recorded(reader)
+                opcode = await read_recorded(reader)
                 closed = opcode & 0x0F == 8
                 wanted -= opcode in (0x81, 0x82, 0xC1, 0xC2)
             writer.write(final)
             await writer.drain()
             while not closed:
-                closed = await self.read_recorded(reader) & 0x0F == 8
+                closed = await read_recorded(reader) & 0x0F == 8
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
@@ -109,7 +117,9 @@ async def connect(server: Server, case: dict[str, Any]) -> dict[str, Any]:
     server.record = {"handshake": [], "frames": []}
     result: dict[str, Any] = server.record
     request = httpclient.HTTPRequest(
-        f"ws://127.0.0.1:{server.port}{case['path']}", request_timeout=10
+        f"{'wss' if tls.ON else 'ws'}://127.0.0.1:{server.port}{case['path']}",
+        request_timeout=10,
+        validate_cert=not tls.ON,
     )
     received: list[Any] = []
     ended = asyncio.get_running_loop().create_future()

@@ -787,8 +787,8 @@ $(DIFF_VENV)/.installed: pyproject.toml
 # queues, locks and coroutines (concurrency.py) and conversations of their
 # IOStreams (streams.py: a socket pair's, an HTTPServer's detached one, each
 # also over TLS, and a pipe's), DIFF_REQUESTS each, and one application served
-# by each (app_run.py: DIFF_REQUESTS conversations, plain, with gzip, and
-# over TLS),
+# by each (app_run.py: DIFF_REQUESTS conversations, plain, with gzip, over
+# TLS, and with three sets of HTTPServer options),
 # the simple HTTP client of each against scripted answers (client_run.py,
 # plain and over TLS),
 # and one WSGI application in each WSGIContainer (wsgi_run.py, with and
@@ -809,6 +809,9 @@ differential: $(DIFF_VENV)/.installed
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --gzip
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --compat
 	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --tls
+	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --server '{"decompress_request": true, "max_body_size": 64}'
+	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --server '{"max_header_size": 400, "chunk_size": 7}'
+	$(DIFF_VENV)/bin/python compat/differential/app_run.py --requests $(DIFF_REQUESTS) --server '{"no_keep_alive": true, "xheaders": false}'
 	$(DIFF_VENV)/bin/python compat/differential/client_run.py --cases $(DIFF_REQUESTS)
 	$(DIFF_VENV)/bin/python compat/differential/client_run.py --cases $(DIFF_REQUESTS) --tls
 	$(DIFF_VENV)/bin/python compat/differential/wsgi_run.py --requests $(DIFF_REQUESTS)

@@ -529,7 +529,9 @@ async def main() -> None:
     locale.load_translations(sys.argv[2])
     app = make_app(sys.argv[2], "gzip" in sys.argv[3:])
     tls = server_context() if "tls" in sys.argv[3:] else None
-    server = app.listen(0, "127.0.0.1", xheaders=True, ssl_options=tls)
+    # "opts=JSON": HTTPServer options of the run (app_run.py --server).
+    options = json.loads(next((a[5:] for a in sys.argv[3:] if a.startswith("opts=")), "{}"))
+    server = app.listen(0, "127.0.0.1", ssl_options=tls, **{"xheaders": True, **options})
     port = next(iter(server._sockets.values())).getsockname()[1]
     print(port, flush=True)
     await asyncio.Event().wait()

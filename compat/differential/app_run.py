@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import re
 import socket
@@ -170,6 +171,7 @@ _HEADERS: dict[str, Callable[[], Any]] = {
     "Accept-Encoding": lambda: st.sampled_from(["gzip", "gzip, deflate", "identity", "*"]),
     "Expect": lambda: st.sampled_from(["100-continue", "nonsense"]),
     "Referer": lambda: st.sampled_from(["http://a.example/", "x"]),
+    "X-Long": lambda: st.sampled_from([100, 400, 3000]).map(lambda n: "l" * n),
 }  # fmt: skip
 
 _FORMS = st.sampled_from(["a=1", "a=1&a=2", "a=%zz", "a=é", "b=2", "a", "a=+x+", "=&=", "a=1;a=2"])
@@ -198,10 +200,17 @@ def requests(draw: Any, last: bool = True, version: str = "1.1") -> bytes:
             fields.append((name, value))
     body = b""
     if method in ("POST", "PUT", "PATCH") and draw(st.integers(0, 4)):
-        kind = draw(st.sampled_from(["form", "multipart", "raw"]))
-        if kind == "form":
+        kind = draw(st.sampled_from(["form", "form", "multipart", "raw", "gzip", "big"]))
+        if kind in ("form", "gzip"):
             body = draw(_FORMS).encode()
             fields.append(("Content-Type", "application/x-www-form-urlencoded"))
+            if kind == "gzip":
+                # A compressed form (decompress_request), or not gzip at all.
+                body = gzip.compress(body, mtime=0) if draw(st.integers(0, 3)) else b"not gzip"
+                fields.append(("Content-Encoding", "gzip"))
+        elif kind == "big":
+            # Around a small max_body_size, and far past it.
+            body = b"z" * draw(st.sampled_from([63, 64, 65, 300, 5000]))
         elif kind == "multipart":
             parts = draw(st.lists(_MULTIPART_PARTS, min_size=1, max_size=3))
             body = "".join(f"--B\r\n{p}\r\n" for p in parts).encode() + b"--B--\r\n"
@@ -495,8 +504,43 @@ def normal(raw: bytes, request: bytes) -> tuple[Any, ...]:
 # -- departures kept on purpose ------------------------------------------------------
 
 
+# The run's HTTPServer options (--server), which some departures depend on.
+SERVER: dict[str, Any] = {}
+_QUIET_CLOSE = ("<connection closed>", "", "", (), b"")
+
+
+def _options_departure(
+    request: bytes, tornado: tuple[Any, ...], squall: tuple[Any, ...]
+) -> str | None:
+    """The departures the run's server options (--server) bring out."""
+    if tornado == _QUIET_CLOSE and squall[1] in ("431", "414") and "max_header_size" in SERVER:
+        return "a head over max_header_size gets 431 (a start line, 414) before the close (Tornado closes without a word)"
+    body = request.partition(b"\r\n\r\n")[2]
+    if tornado == _QUIET_CLOSE and squall[1] == "400" and body:
+        if "max_body_size" in SERVER and (
+            len(body) > SERVER["max_body_size"] or b"Content-Encoding: gzip" in request
+        ):
+            return "a body past max_body_size gets 400 before the close (Tornado closes without a word)"
+        # Closing with the body unread, Tornado's server resets the
+        # connection, which can lose the answer it wrote; Squall's reads
+        # what is left before it closes.
+        return "a refused request's 400 arrives (Tornado's, closing with the body unread, can be lost to the reset)"
+    if (
+        SERVER.get("no_keep_alive")
+        and request.split(b"\r\n", 1)[0].endswith(b"HTTP/1.0")
+        and [f for f in squall[3] if f != ("connection", "close")] == list(tornado[3])
+        and tornado[:3] == squall[:3]
+        and tornado[4] == squall[4]
+    ):
+        return "with no_keep_alive, an HTTP/1.0 answer says Connection: close"
+    return None
+
+
 def departure(request: bytes, tornado: tuple[Any, ...], squall: tuple[Any, ...]) -> str | None:
     """The reason Squall answers otherwise, where COMPAT.md lists it; else None."""
+    by_options = _options_departure(request, tornado, squall)
+    if by_options:
+        return by_options
     head = request.partition(b"\r\n\r\n")[0].decode("utf-8", "replace")
     target = head.split(" ", 2)[1]
     hashless = [
@@ -556,8 +600,20 @@ def ws_departure(
     conversation: tuple[bytes, list[bytes], bool], tornado: list[Any], squall: list[Any]
 ) -> str | None:
     """The reason a WebSocket conversation goes otherwise on Squall, where COMPAT.md lists it."""
-    handshake, _, half_close = conversation
+    handshake, frames, half_close = conversation
     t0, s0 = tornado[0], squall[0]
+    key = re.search(rb"Sec-WebSocket-Key: ([^\r]*)", handshake)
+    bad_key = not key or len(key.group(1)) != 24
+    if SERVER.get("no_keep_alive") and (s0[1] == "101" or (s0[1] == "400" and bad_key)):
+        if tornado == [_QUIET_CLOSE] or (t0[1] == "101" and ("connection", "close") in t0[3]):
+            return "with no_keep_alive, a WebSocket handshake is served (Tornado's says Connection: close, and closes)"
+    if tornado == [_QUIET_CLOSE] and (s0[1] == "101" or (s0[1] == "400" and bad_key)):
+        if "chunk_size" in SERVER:
+            # Tornado's server, its reads cut small, closes (on a protocol
+            # error, the client's end, or the handler's close) with frames
+            # still unread: a reset, which loses the 101 and the frames the
+            # client had not read yet.
+            return "with a small chunk_size, a WebSocket that closes with frames unread is not reset (Tornado's is)"
     if b"Origin: http://[::1\r\n" in handshake and t0[1] == "500":
         return "an Origin that does not parse is cross-origin unless check_origin takes it (Tornado: 500)"
     key = re.search(rb"Sec-WebSocket-Key: ([^\r]*)", handshake)
@@ -604,13 +660,13 @@ def ws_departure(
 
 
 def start(
-    framework: str, static: str, gzip_on: bool, tls: bool = False
+    framework: str, static: str, gzip_on: bool, tls: bool = False, server: str = "{}"
 ) -> tuple[subprocess.Popen[str], int]:
     # "squall-compat": the program as written for Tornado, run through squall.compat.
     runner = ["-m", "squall.compat"] if framework == "squall-compat" else []
     imports = "tornado" if framework == "squall-compat" else framework
     args = [sys.executable, *runner, os.path.join(HERE, "app.py"), imports, static]
-    args += ["gzip"] * gzip_on + ["tls"] * tls
+    args += ["gzip"] * gzip_on + ["tls"] * tls + [f"opts={server}"]
     return launch(args, f"{framework}: app.py")
 
 
@@ -637,18 +693,27 @@ def main() -> int:
         help="run Squall's side through squall.compat, importing tornado",
     )
     parser.add_argument("--tls", action="store_true", help="both servers over TLS")
+    parser.add_argument(
+        "--server",
+        default="{}",
+        help='HTTPServer options as JSON, e.g. \'{"decompress_request": true, "max_body_size": 64}\'',
+    )
     parser.add_argument("--seed", type=int, help="Hypothesis seed (default: random; printed)")
     opts = parser.parse_args()
     chosen_seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(4), "big")
     kept: Counter[str] = Counter()
     unexplained: list[tuple[bytes, Any, Any]] = []
     sent = [0]
+    SERVER.update(json.loads(opts.server))
     if opts.tls:
         CLIENT_TLS.append(client_context())
     with tempfile.TemporaryDirectory() as static:
         make_static(static)
         squall_side = "squall-compat" if opts.compat else "squall"
-        servers = [start(name, static, opts.gzip, opts.tls) for name in ("tornado", squall_side)]
+        servers = [
+            start(name, static, opts.gzip, opts.tls, opts.server)
+            for name in ("tornado", squall_side)
+        ]
         try:
 
             @generated(opts.requests, chosen_seed)

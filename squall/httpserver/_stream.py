@@ -324,6 +324,13 @@ class _TransportStream(BaseIOStream):
         """Close the stream and its transport."""
         # Nothing is registered with the IOLoop; keep the base class from trying.
         self._state = None
+        inbox = self._inbox
+        if inbox and self._receiver is None:
+            # Bytes the transport delivered that no read took yet (a
+            # read_into takes only what it asks): a read after the close
+            # still finds them, as it finds an fd stream's read-ahead.
+            self._rbuf += inbox
+            inbox.clear()
         BaseIOStream.close(self, exc_info)
         # None of these is called once closed (the adopted WebSocket's
         # on_connection_close is scheduled by _signal_closed above); each
@@ -378,9 +385,13 @@ class _TransportStream(BaseIOStream):
                 else:
                     receiver(data)
             return
-        self._inbox += data
         if self._closed:
+            if self._rbuf is not _NO_INBOX:
+                # Delivered as the transport closed (the TLS layer's last
+                # records): a read after the close still finds them.
+                self._rbuf += data
             return
+        self._inbox += data
         self._handle_events(None, _READ)
         if self._read_future is None and not self._closed and (self._inbox or self._buffered()):
             # Nobody is reading: stop the transport until someone asks, as

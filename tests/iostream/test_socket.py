@@ -646,3 +646,24 @@ def test_a_write_whose_send_fails_fails(kind: str) -> None:
             client.close()
 
     run(main)
+
+
+def test_bytes_received_past_a_read_into_are_read_after_the_close() -> None:
+    # The read_into takes six of the seven bytes that came together; the
+    # seventh was received (the detached stream's transport handed it
+    # over), so a read after close() finds it, as Tornado's stream with a
+    # close callback finds the bytes it read ahead while idle.
+    async def main() -> bytes:
+        stream, client = await detached_pair()
+        stream.set_close_callback(lambda: None)
+        try:
+            await client.write(b"aaaaaa\n")
+            buf = bytearray(6)
+            assert await stream.read_into(buf) == 6
+            stream.close()
+            return await stream.read_until(b"\n")
+        finally:
+            stream.close()
+            client.close()
+
+    assert run(main) == b"\n"

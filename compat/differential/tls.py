@@ -7,10 +7,14 @@ ws_peer.py) for their scripted server over TLS.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import ssl
 
-CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "squall", "_certs")
+# Where the squall under test is (a copy of the tree for the compiled build).
+_SQUALL = importlib.util.find_spec("squall")
+assert _SQUALL is not None and _SQUALL.submodule_search_locations
+CERTS = os.path.join(list(_SQUALL.submodule_search_locations)[0], "_certs")
 ON = os.environ.get("DIFF_TLS") == "1"
 
 

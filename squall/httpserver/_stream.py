@@ -468,7 +468,7 @@ class _TLSTransportStream(_TransportStream):
         # fail (OpenSSL will not send close_notify with application data
         # unread), and the connection would end without close_notify: a
         # truncation, to the peer. Reading on (if we had paused it) lets
-        # the TLS layer take them first; they are dropped, the stream
-        # being closed.
+        # the TLS layer take them first (feed_data keeps them for a read
+        # after the close).
         self._proto.set_stream_reading(True)
         self._transport.close()

@@ -18,6 +18,7 @@ import h2.settings  # noqa: E402
 import hpack  # noqa: E402
 from hyperframe.frame import (  # noqa: E402
     ContinuationFrame,
+    DataFrame,
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
@@ -200,6 +201,41 @@ class AttackTest(AsyncHTTPTestCase):
         assert {client.responses[s].reset for s in more} == {ErrorCode.REFUSED_STREAM}
         assert self.state.started == 10
         self.state.release.set()
+        r = await client.fetch("/")  # the handlers finished: served again
+        assert (r.status, r.body) == (200, b"ok")
+        await client.close()
+
+    @gen_test
+    async def test_streams_the_server_reset_still_count_while_their_handlers_run(
+        self,
+    ) -> None:
+        # "MadeYouReset": the client has the server reset its streams (here
+        # with DATA after its END_STREAM, a stream error) instead of
+        # resetting them itself, which the reset budget would count. The
+        # handlers go on; were their streams no longer counted, the client
+        # could start handler after handler on one connection.
+        client = await RawH2.connect(self.get_http_port())
+        await client.until(lambda: client.conn.remote_settings.max_concurrent_streams == 10)
+        first = [client.request("/hang") for _ in range(10)]
+        await condition(lambda: self.state.started == 10)
+        with ExpectLog("squall.general", ".*", level=logging.DEBUG, required=False):
+            for sid in first:
+                late = DataFrame(sid)
+                late.data = b"x"
+                client.write_raw(late.serialize())
+            await client.until(lambda: all(client.responses[s].reset is not None for s in first))
+            assert {client.responses[s].reset for s in first} == {ErrorCode.STREAM_CLOSED}
+            more = [client.request("/") for _ in range(5)]
+            # Answered (the bug) or refused: either ends the wait.
+            await client.until(
+                lambda: all(
+                    client.responses[s].reset is not None or client.responses[s].ended for s in more
+                )
+            )
+        assert {client.responses[s].reset for s in more} == {ErrorCode.REFUSED_STREAM}
+        assert self.state.started == 10
+        self.state.release.set()
+        await condition(lambda: self.state.closed == 10)
         r = await client.fetch("/")  # the handlers finished: served again
         assert (r.status, r.body) == (200, b"ok")
         await client.close()

@@ -142,6 +142,26 @@ class H3StreamLimitTest(H3TestCase):
             await client.until(lambda: client.responses[first].ended)
             assert client.responses[first].body == b"released"
 
+    @gen_test
+    async def test_a_stream_the_client_reset_counts_while_its_handler_runs(self) -> None:
+        # Rapid reset over HTTP/3: the client resets its request (both
+        # directions) and opens the next. The reset stream's handler still
+        # runs, so the next is refused unprocessed, on either stack (the
+        # reset gives QUIC's stream credit back).
+        await self.started()
+        release, held = Settings.hold(self)  # type: ignore[arg-type]
+        async with h3_client(self.get_http_port()) as client:
+            first = client.request("/hold")
+            await asyncio.wait_for(held, HANG_GUARD)
+            client._quic.reset_stream(first, 0x10C)  # H3_REQUEST_CANCELLED
+            client._quic.stop_stream(first, 0x10C)
+            client.transmit()
+            refused = await client.fetch("/?name=2")
+            assert (refused.reset, refused.status, refused.body) == (0x10B, 0, b"")
+            release.set_result(None)
+            again = await client.fetch("/?name=3")  # the handler done: served
+            assert again.body == b"hello 3"
+
     @property
     def app(self) -> Application:
         return self._app

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import importlib
 import json
 import logging
@@ -28,6 +29,7 @@ import tls
 FRAMEWORK = sys.argv[1]
 httpclient: Any = importlib.import_module(f"{FRAMEWORK}.httpclient")
 CLOSE = b"<close>"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class ScriptedServer:
@@ -48,6 +50,11 @@ class ScriptedServer:
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             return None
+        if b"\r\nexpect: 100-continue\r\n" in head.lower():
+            return head  # the body follows the 100 Continue (serve reads it then)
+        return head + await self.read_body(reader, head)
+
+    async def read_body(self, reader: asyncio.StreamReader, head: bytes) -> bytes:
         body = b""
         lowered = head.lower()
         if b"transfer-encoding: chunked" in lowered:
@@ -62,7 +69,7 @@ class ScriptedServer:
             for line in lowered.split(b"\r\n"):
                 if line.startswith(b"content-length:"):
                     body = await reader.readexactly(int(line.split(b":", 1)[1]))
-        return head + body
+        return body
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -72,8 +79,20 @@ class ScriptedServer:
                 request = await self.read_request(reader)
                 if request is None or not self.script:
                     break
-                self.received.append(request.decode("latin-1").replace(str(self.port), "PORT"))
                 answer = self.script.pop(0)
+                if b"\r\nexpect: 100-continue\r\n" in request.lower():
+                    if answer.startswith(CONTINUE):
+                        # The client may send its body now; the answer's
+                        # final part follows it.
+                        writer.write(CONTINUE)
+                        await writer.drain()
+                        request += await self.read_body(reader, request)
+                        answer = answer[len(CONTINUE) :]
+                    elif not answer.endswith(CLOSE):
+                        # Answered without the body: the connection cannot
+                        # be read on (the body may come or not).
+                        answer += CLOSE
+                self.received.append(request.decode("latin-1").replace(str(self.port), "PORT"))
                 if tls.ON:
                     # (Redirects to this server: to it over TLS.)
                     answer = answer.replace(b"http://127.0.0.1:{port}", b"https://127.0.0.1:{port}")
@@ -92,8 +111,23 @@ class ScriptedServer:
 async def fetch(server: ScriptedServer, case: dict[str, Any]) -> dict[str, Any]:
     server.script = [base64.b64decode(a) for a in case["script"]]
     server.received = []
-    client = httpclient.AsyncHTTPClient(force_instance=True)
     options = dict(case["request"])
+    configured = {}
+    if "client_max_body_size" in options:
+        configured["max_body_size"] = options.pop("client_max_body_size")
+    client = httpclient.AsyncHTTPClient(force_instance=True, **configured)
+    pieces = options.pop("producer", None)
+    if pieces is not None:
+
+        async def produce(write: Any) -> None:
+            for piece in pieces:
+                await write(piece.encode("latin-1"))
+
+        options["body_producer"] = produce
+    if "if_modified_since" in options:
+        options["if_modified_since"] = datetime.datetime.fromtimestamp(
+            options["if_modified_since"], datetime.UTC
+        )
     if "body" in options and options["body"] is not None:
         options["body"] = options["body"].encode("latin-1")
     url = f"{'https' if tls.ON else 'http'}://127.0.0.1:{server.port}{case['path']}"

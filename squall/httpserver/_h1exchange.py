@@ -98,7 +98,7 @@ _TAKEN: Final = 8  # detach() was called (once only, even on a lost connection)
 _QUEUED: Final = 16  # output waits in the loop's _WriteQueue
 _HELD: Final = 32  # pipelined requests wait for the output to drain (_hold)
 _STALLED: Final = _BLOCKED | _HELD
-_LINGER: Final = 64  # an error answer: close in stages (_linger)
+_LINGER: Final = 64  # an error answer, or one before the body: close in stages (_linger)
 
 
 class _NextTurn:
@@ -486,6 +486,10 @@ class _RequestConnection(Exchange):
             out.append(data)
         if not p.h1.keep_alive:
             p.state = _CLOSING
+            if p.delegate is not None:
+                # Answered before the request's body was read (a 401 or a
+                # 413 from prepare): the client may still be sending it.
+                p.flow |= _LINGER
             if not p.in_feed:
                 p.flush()
         elif not p.in_feed:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Optional
 
 from squall._compiled import mypyc_attr
-from squall._h1 import H1Connection
+from squall._h1 import Data, EndOfMessage, H1Connection, RemoteProtocolError
 from squall.http1connection import HTTP1ConnectionParameters
 from squall.httpserver._context import _HTTPRequestContext
 from squall.httpserver._flow import ReadFlow
@@ -242,7 +242,7 @@ class _H1Output(asyncio.Protocol):
             transport.write(data)
         if self.state == _CLOSING:
             self.state = _STOPPED
-            if self.flow & _LINGER and transport.can_write_eof():
+            if self.flow & _LINGER and (transport.can_write_eof() or self.h1.their_state == "BODY"):
                 self._linger(transport)
             else:
                 transport.close()
@@ -252,21 +252,50 @@ class _H1Output(asyncio.Protocol):
             self._unhold()
 
     def _linger(self, transport: asyncio.Transport) -> None:
-        """Close in stages after an error answer.
+        """Close in stages after an error answer, or one given before the
+        request's body was read.
 
         RFC 9112 section 9.6: closed at once while the client is still
-        sending (the rest of an overlong request line, a body we refused),
-        the kernel answers the unread bytes with a reset, which can destroy
-        our response before the client reads it. So: end our side once the
-        answer is written, read and discard until the client closes too,
-        and close anyway after `_LINGER_SECONDS`.
+        sending (the rest of an overlong request line, a body we refused or
+        did not wait for), the kernel answers the unread bytes with a
+        reset, which can destroy our response before the client reads it
+        (a client that sends its whole body before it reads, as Python's
+        http.client and requests do, then sees only the reset). So: end
+        our side once the answer is written, read and discard until the
+        client closes too, and close anyway after `_LINGER_SECONDS`. Over
+        TLS our side cannot end alone (close_notify closes the connection,
+        and a TLS layer that then receives the client's records aborts
+        it): the answer stands as written while the rest is discarded.
         """
-        transport.write_eof()
+        if transport.can_write_eof():
+            transport.write_eof()
         self._reading.resume()
         timer = self._idle_timer
         if timer is not None:
             timer.cancel()
         self._idle_timer = self.loop.call_later(_LINGER_SECONDS, transport.close)
+        self._discard(None)  # (the parser may hold the body's end already)
+
+    def _discard(self, data: Optional[bytes]) -> None:
+        """Lingering after an answer given before the request's body
+        ended: the body is read on (``data``, or what the parser holds) and
+        dropped, and once it has ended the connection closes with nothing
+        unread: over TLS, where our side cannot end alone, the client then
+        learns at once that the connection is closed."""
+        h1 = self.h1
+        if h1.their_state != "BODY":
+            return  # (an error in the request: dropped until the timer)
+        try:
+            if data is not None:
+                h1.receive_data(data)
+            event = h1.next_event()
+            while type(event) is Data:
+                event = h1.next_event()
+        except RemoteProtocolError:
+            return
+        transport = self.transport
+        if type(event) is EndOfMessage and transport is not None:
+            transport.close()
 
     def pause_writing(self) -> None:
         self.flow |= _WRITE_PAUSED

@@ -54,6 +54,7 @@ from squall.httpserver._h1exchange import (
     _REQUEST,
     _RESPONSE,
     _STALLED,
+    _STOPPED,
     _WRITE_PAUSED,
     _RequestConnection,
 )
@@ -173,6 +174,8 @@ class _HTTPProtocol(_H1Lifecycle):
                 stream = self._stream
                 assert stream is not None
                 stream.feed_data(data)
+            elif self.flow & _LINGER and self.state == _STOPPED:
+                self._discard(data)
             return
         self.h1.receive_data(data)
         if not self.flow & _STALLED and self._tls_task is None:

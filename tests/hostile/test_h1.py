@@ -11,12 +11,16 @@ queued output and its transport's write buffer), not by timing RSS.
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
+import squall
 from squall.httpserver import _h1output
-from squall.web import Application, RequestHandler
+from squall.web import Application, HTTPError, RequestHandler, stream_request_body
 
 from .._wait import HANG_GUARD, until
 from ._serve import LOOPS, connect, exchange, read_response, run, serving
@@ -146,6 +150,66 @@ def test_a_refused_request_line_is_read_by_the_client(
             assert await reader.read() == b""  # the server ended its side
             writer.close()
             await until(lambda: not server._connections)  # ... then ours
+
+    run(main, loop)
+
+
+@stream_request_body
+class Refuses(RequestHandler):
+    """Answers 401 from prepare(), before the body is read."""
+
+    def prepare(self) -> None:
+        raise HTTPError(401)
+
+    def data_received(self, chunk: bytes) -> None:
+        raise AssertionError("the body of a refused request reached the handler")
+
+
+def _tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    certs = os.path.join(os.path.dirname(squall.__file__), "_certs")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(os.path.join(certs, "test.crt"), os.path.join(certs, "test.key"))
+    client = ssl.create_default_context()
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    return server, client
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+@pytest.mark.parametrize("loop", LOOPS)
+def test_an_answer_before_the_body_is_read_by_a_client_still_sending(
+    loop: str, tls: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler refuses in prepare(), the body unread; the client sends
+    # all of its 4 MB before it reads (as http.client and requests do).
+    # Closed at once, the unread body made the kernel reset the connection,
+    # and the client saw a reset (or, over TLS, an EOF in the middle of
+    # its upload), never the 401. The server lingers, drops the body and
+    # closes once the body has ended: over TLS too, where our side cannot
+    # end alone. (The lingering's bound outlasts every hang guard: the
+    # close can only come from the body's end.)
+    monkeypatch.setattr(_h1output, "_LINGER_SECONDS", 10 * HANG_GUARD)
+    server_tls, client_tls = _tls_contexts() if tls else (None, None)
+    body = 4 << 20
+
+    async def main() -> None:
+        app = Application([("/refused", Refuses), ("/", Hello)])
+        async with serving(app, ssl_options=server_tls) as (server, port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls)
+            writer.write(b"POST /refused HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % body)
+            writer.write(b"b" * body)
+            await writer.drain()  # all of it taken: nothing was reset
+            status, _, _ = await read_response(reader)
+            assert status == 401
+            # The body ended: the server closes, with nothing left unread.
+            await until(lambda: not server._connections)
+            assert await reader.read() == b""
+            writer.close()
+            # And the server goes on serving.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls)
+            writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert await read_response(reader) == (200, ANY, b"ok")
+            writer.close()
 
     run(main, loop)
 
